@@ -1,0 +1,3 @@
+"""ragd: an agentic RAG orchestration server."""
+
+__version__ = "0.1.0"

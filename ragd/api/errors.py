@@ -1,0 +1,107 @@
+"""The one JSON error envelope: ``{"error": {"code", "message", "request_id", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragd.errors import RagdError, RateLimited
+from ragd.log_config import request_id_var
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The envelope for one error."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": request_id_var.get(),
+            "details": details or {},
+        }
+    }
+
+
+def _response(status: int, code: str, message: str, details: Any = None, headers: Any = None) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message, details), status_code=status, headers=headers)
+
+
+async def _ragd_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RagdError)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    if exc.status_code >= 500:
+        log.warning("request failed", extra={"code": exc.code, "error": exc.message})
+    return _response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return _response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only location, message and type: never echo the submitted input back.
+    problems = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()[:20]
+    ]
+    return _response(422, "validation_error", "the request does not match the schema", {"errors": problems})
+
+
+INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _response(500, "internal_error", INTERNAL_MESSAGE)
+
+
+async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    # A lost or refused database connection (restart, failover, full disk) is transient: say so
+    # with a 503 and Retry-After instead of a 500, and keep the driver's message out of the body.
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
+    return _response(
+        503,
+        "service_unavailable",
+        "the metadata store is unavailable; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception through the envelope."""
+    from sqlalchemy.exc import OperationalError
+
+    app.add_exception_handler(RagdError, _ragd_error)
+    app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,1 @@
+"""CLI command groups, one module per component; ``ragd.cli`` registers them."""

