@@ -1,0 +1,282 @@
+"""Durable jobs: the ``jobs`` table is the source of truth, workers lease rows from it.
+
+A job is claimed with a conditional UPDATE (optimistic, works on SQLite and PostgreSQL), runs
+under a lease that its progress reports renew, and is retried with exponential backoff until
+``max_attempts``; then it is ``failed`` with its error kept. A job whose worker died is claimed
+again once its lease has expired, and a restarted server simply finds its queued rows again, so
+nothing accepted is ever lost. Running a job twice must be harmless: handlers are idempotent.
+
+:class:`InProcessJobQueue` is the embedded default (a thread pool inside the server). The Celery
+backend (scale-out) reuses :func:`claim_job` and :func:`run_claimed_job`, so both run the very
+same job function.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
+
+from ragd.db.models import Job, JobStatus, utcnow
+from ragd.health import ComponentHealth
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when its job was cancelled or its lease was taken over."""
+
+
+class HandOff(Exception):
+    """Raised by a handler whose part is done: the job continues as ``kind`` in another worker.
+
+    Celery workers parse and embed, then hand the job to the process that owns a local-mode
+    Qdrant index (only one process may open it), which claims the ``kind`` jobs and writes.
+    """
+
+    def __init__(self, kind: str, step: str) -> None:
+        super().__init__(f"continue as {kind}")
+        self.kind = kind
+        self.step = step
+
+
+@dataclass
+class JobContext:
+    """What a job handler gets: its job row (a snapshot) and a way to report progress."""
+
+    job: Job
+    engine: Engine
+    worker_id: str
+    lease_s: float
+
+    def progress(self, step: str, done: int | None = None, total: int | None = None) -> None:
+        """Record the current step and counts, renewing the lease; raise if the lease was lost."""
+        values: dict[str, object] = {
+            "step": step,
+            "updated_at": utcnow(),
+            "lease_expires_at": utcnow() + timedelta(seconds=self.lease_s),
+        }
+        if done is not None:
+            values["progress_done"] = done
+        if total is not None:
+            values["progress_total"] = total
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(Job)
+                .where(col(Job.id) == self.job.id)
+                .where(col(Job.lease_owner) == self.worker_id)
+                .where(col(Job.status) == JobStatus.running)
+                .values(**values)
+            )
+        if res.rowcount != 1:
+            raise JobCancelled(f"job {self.job.id} is no longer leased by {self.worker_id}")
+
+
+JobHandler = Callable[[JobContext], None]
+
+
+class JobQueue(Protocol):
+    """Where new jobs are announced and by whom they are run."""
+
+    def submit(self, job_id: str) -> None:
+        """Announce a committed ``queued`` job row to the workers."""
+        ...
+
+    def start(self) -> None:
+        """Start consuming (resumes jobs left queued or orphaned by a previous run)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop consuming; running jobs keep their leases and resume elsewhere if cut short."""
+        ...
+
+    def health(self) -> ComponentHealth:
+        """Whether jobs are being consumed."""
+        ...
+
+
+def worker_identity() -> str:
+    """A worker id unique to this host, process and thread."""
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def claim_job(
+    engine: Engine,
+    job_id: str | None,
+    worker_id: str,
+    lease_s: float,
+    kinds: Collection[str] | None = None,
+) -> Job | None:
+    """Lease ``job_id`` (or the oldest due job of ``kinds``) for ``worker_id``; None if nothing is
+    claimable. ``kinds`` restricts which jobs this worker runs (None: any)."""
+    now = utcnow()
+    claimable = or_(
+        (col(Job.status) == JobStatus.queued)
+        & or_(col(Job.not_before).is_(None), col(Job.not_before) <= now),
+        (col(Job.status) == JobStatus.running) & (col(Job.lease_expires_at) < now),
+    )
+    if kinds is not None:
+        claimable = claimable & col(Job.kind).in_(list(kinds))
+    with Session(engine) as session:
+        if job_id is not None:
+            candidates = [job_id]
+        else:
+            query = select(Job.id).where(claimable).order_by(col(Job.created_at)).limit(8)
+            candidates = list(session.exec(query))
+    for cid in candidates:
+        with engine.begin() as conn:
+            res = conn.execute(
+                update(Job)
+                .where(col(Job.id) == cid)
+                .where(claimable)
+                .values(
+                    status=JobStatus.running,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    attempts=Job.attempts + 1,
+                    updated_at=now,
+                )
+            )
+        if res.rowcount == 1:
+            with Session(engine, expire_on_commit=False) as session:
+                return session.get(Job, cid)
+    return None
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before retry number ``attempt`` (2, 4, 8, ... seconds, capped at 5 minutes)."""
+    return float(min(300, 2**attempt))
+
+
+def run_claimed_job(
+    engine: Engine, job: Job, handlers: dict[str, JobHandler], worker_id: str, lease_s: float
+) -> JobStatus:
+    """Run a leased job's handler and record the outcome; returns the job's new status."""
+    handler = handlers.get(job.kind)
+    ctx = JobContext(job=job, engine=engine, worker_id=worker_id, lease_s=lease_s)
+    error: str | None = None
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for job kind {job.kind!r}")
+        handler(ctx)
+    except JobCancelled:
+        log.info("job lost its lease", extra={"job_id": job.id})
+        return JobStatus.cancelled
+    except HandOff as hand_off:
+        with engine.begin() as conn:
+            res = conn.execute(
+                update(Job)
+                .where((col(Job.id) == job.id) & (col(Job.lease_owner) == worker_id))
+                .values(
+                    kind=hand_off.kind,
+                    step=hand_off.step,
+                    status=JobStatus.queued,
+                    attempts=0,
+                    error=None,
+                    not_before=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+        return JobStatus.queued if res.rowcount == 1 else JobStatus.cancelled
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        log.warning("job failed", extra={"job_id": job.id, "error": error, "tb": traceback.format_exc()})
+    now = utcnow()
+    mine = (col(Job.id) == job.id) & (col(Job.lease_owner) == worker_id)
+    if error is None:
+        values: dict[str, object] = {"status": JobStatus.ready, "step": "ready", "error": None}
+        new_status = JobStatus.ready
+    elif job.attempts < job.max_attempts and not _permanent(error):
+        values = {
+            "status": JobStatus.queued,
+            "error": error,
+            "not_before": now + timedelta(seconds=backoff_s(job.attempts)),
+        }
+        new_status = JobStatus.queued
+    else:
+        values = {"status": JobStatus.failed, "step": "failed", "error": error}
+        new_status = JobStatus.failed
+    with engine.begin() as conn:
+        conn.execute(
+            update(Job).where(mine).values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        )
+    return new_status
+
+
+class PermanentJobError(Exception):
+    """A failure that retrying cannot fix (corrupt file, unsupported type): fail at once."""
+
+
+def _permanent(error: str) -> bool:
+    return error.startswith(f"{PermanentJobError.__name__}:")
+
+
+class InProcessJobQueue:
+    """A pool of worker threads in this process, polling the jobs table and woken on submit."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: dict[str, JobHandler],
+        *,
+        workers: int = 1,
+        lease_s: float = 300.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._handlers = handlers
+        self._workers = workers
+        self._lease_s = lease_s
+        self._poll_s = poll_s
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job_id: str) -> None:
+        """Wake a worker: the job row is already committed."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        for i in range(self._workers):
+            t = threading.Thread(target=self._loop, name=f"ragd-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        self._threads.clear()
+
+    def health(self) -> ComponentHealth:
+        alive = sum(t.is_alive() for t in self._threads)
+        ok = alive == self._workers and not self._stopping.is_set()
+        return ComponentHealth(
+            "job_queue", ok, "" if ok else f"{alive}/{self._workers} workers alive", {"backend": "inprocess"}
+        )
+
+    def _loop(self) -> None:
+        worker_id = worker_identity()
+        while not self._stopping.is_set():
+            try:
+                job = claim_job(self._engine, None, worker_id, self._lease_s, kinds=self._handlers.keys())
+            except Exception:
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._wake.wait(self._poll_s)
+                self._wake.clear()
+                continue
+            run_claimed_job(self._engine, job, self._handlers, worker_id, self._lease_s)

@@ -1,0 +1,158 @@
+"""Durable job queue contract, on SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
+
+from ragd.config import Settings
+from ragd.db import Job, JobStatus, build_engine, migrate, session_scope, utcnow
+from ragd.ingestion.job_queue import (
+    InProcessJobQueue,
+    JobContext,
+    PermanentJobError,
+    claim_job,
+    run_claimed_job,
+)
+
+
+@pytest.fixture
+def engine(db_settings: Settings) -> Iterator[Engine]:
+    eng = build_engine(db_settings)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+def add_job(engine: Engine, kind: str = "t", max_attempts: int = 3) -> str:
+    with session_scope(engine) as s:
+        job = Job(kind=kind, tenant="t", max_attempts=max_attempts)
+        s.add(job)
+    return job.id
+
+
+def get(engine: Engine, job_id: str) -> Job:
+    with Session(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def test_claim_is_exclusive(engine: Engine) -> None:
+    jid = add_job(engine)
+    assert claim_job(engine, jid, "w1", 60) is not None
+    assert claim_job(engine, jid, "w2", 60) is None
+    assert claim_job(engine, None, "w2", 60) is None
+    assert get(engine, jid).lease_owner == "w1"
+
+
+def test_expired_lease_is_reclaimed(engine: Engine) -> None:
+    jid = add_job(engine)
+    assert claim_job(engine, jid, "dead-worker", 60) is not None
+    with engine.begin() as conn:
+        conn.execute(
+            update(Job).where(col(Job.id) == jid).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    job = claim_job(engine, None, "w2", 60)
+    assert job is not None and job.id == jid and job.attempts == 2
+
+
+def test_success_progress_and_lease_renewal(engine: Engine) -> None:
+    jid = add_job(engine)
+    seen: list[int] = []
+
+    def handler(ctx: JobContext) -> None:
+        ctx.progress("embedding", done=1, total=2)
+        seen.append(get(engine, jid).progress_done)
+
+    job = claim_job(engine, jid, "w", 60)
+    assert job is not None
+    assert run_claimed_job(engine, job, {"t": handler}, "w", 60) == JobStatus.ready
+    done = get(engine, jid)
+    assert (
+        seen == [1] and done.status == JobStatus.ready and done.step == "ready" and done.lease_owner is None
+    )
+
+
+def test_transient_failure_retries_with_backoff_then_fails(engine: Engine) -> None:
+    jid = add_job(engine, max_attempts=2)
+
+    def boom(ctx: JobContext) -> None:
+        raise OSError("disk hiccup")
+
+    job = claim_job(engine, jid, "w", 60)
+    assert job is not None
+    assert run_claimed_job(engine, job, {"t": boom}, "w", 60) == JobStatus.queued
+    queued = get(engine, jid)
+    assert queued.error == "OSError: disk hiccup" and queued.not_before is not None
+    assert claim_job(engine, None, "w", 60) is None  # not due yet
+    with engine.begin() as conn:
+        conn.execute(update(Job).where(col(Job.id) == jid).values(not_before=None))
+    job = claim_job(engine, None, "w", 60)
+    assert job is not None
+    assert run_claimed_job(engine, job, {"t": boom}, "w", 60) == JobStatus.failed
+    assert get(engine, jid).error == "OSError: disk hiccup"
+
+
+def test_permanent_failure_is_not_retried(engine: Engine) -> None:
+    jid = add_job(engine, max_attempts=5)
+
+    def corrupt(ctx: JobContext) -> None:
+        raise PermanentJobError("corrupt PDF")
+
+    job = claim_job(engine, jid, "w", 60)
+    assert job is not None
+    assert run_claimed_job(engine, job, {"t": corrupt}, "w", 60) == JobStatus.failed
+    assert get(engine, jid).attempts == 1
+
+
+def test_lost_lease_stops_the_handler(engine: Engine) -> None:
+    jid = add_job(engine)
+
+    def slow(ctx: JobContext) -> None:
+        # Another worker took the job over (e.g. after our lease expired).
+        with engine.begin() as conn:
+            conn.execute(update(Job).where(col(Job.id) == jid).values(lease_owner="other"))
+        ctx.progress("parsing")
+
+    job = claim_job(engine, jid, "w", 60)
+    assert job is not None
+    assert run_claimed_job(engine, job, {"t": slow}, "w", 60) == JobStatus.cancelled
+    assert get(engine, jid).lease_owner == "other"
+
+
+def test_unknown_kind_fails_with_error(engine: Engine) -> None:
+    jid = add_job(engine, kind="mystery", max_attempts=1)
+    job = claim_job(engine, jid, "w", 60)
+    assert job is not None
+    run_claimed_job(engine, job, {}, "w", 60)
+    assert "no handler" in (get(engine, jid).error or "")
+
+
+def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
+    ran: list[str] = []
+    lock = threading.Lock()
+
+    def handler(ctx: JobContext) -> None:
+        with lock:
+            ran.append(ctx.job.id)
+
+    ids = [add_job(engine) for _ in range(12)]
+    queue = InProcessJobQueue(engine, {"t": handler}, workers=3, poll_s=0.05)
+    queue.start()
+    try:
+        assert queue.health().ok
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(ran) < len(ids):
+            time.sleep(0.05)
+    finally:
+        queue.stop()
+    assert sorted(ran) == sorted(ids)
+    assert all(get(engine, i).status == JobStatus.ready for i in ids)
+    assert not queue.health().ok
