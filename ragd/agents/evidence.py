@@ -1,0 +1,203 @@
+"""Evidence: follow-up queries for multi-hop questions, passage fusion and sentence selection.
+
+Prefill is the latency floor of a small model on CPU (DESIGN.md §9), so the model sees a few
+sentences from a few passages, not whole chunks: each chosen passage contributes its sentences
+that best match the question. Multi-hop questions ("the woman who portrayed X ...") need a
+second search for the entity the first passages name; comparison questions ("A or B?") need one
+search per named entity. Both are found without a model call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ragd.agents.state import Passage
+from ragd.retrieval.base import Embedder, SearchHit
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(A-Z0-9])")
+_WORD = re.compile(r"[\w'\u2019]+", re.UNICODE)
+_CAP = r"(?:[A-Z0-9][\w'\u2019.\-&]*)"
+_ENTITY = re.compile(
+    rf"\"[^\"]{{2,60}}\"|{_CAP}(?:\s+(?:of|the|de|del|da|and|for|von|van|du|la|le|&)?\s*{_CAP})*"
+)
+STOPWORDS = frozenset(
+    """a an the of in on at to for from by with and or but is are was were be been being what which who
+    whom whose when where why how that this these those it its as than then there their they he she his
+    her him them we you i do does did done has have had not no yes into about after before also both
+    either neither one two same other such can could would should will may might shall over under
+    between during since until while many much more most less least name named known called
+    """.split()
+)
+_MAX_SENTENCE_WORDS = 45
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens."""
+    return [w.lower().strip("'\u2019") for w in _WORD.findall(text)]
+
+
+def content_words(text: str) -> set[str]:
+    """Word tokens that carry meaning (no stopwords, no 1-letter tokens)."""
+    return {w for w in words(text) if w not in STOPWORDS and len(w) > 1}
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text`` (a light splitter: chunks are prose; headings become sentences)."""
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n|\n(?=#)", text):
+        block = " ".join(block.split()).lstrip("# ")
+        out += [s.strip() for s in _SENTENCE_END.split(block) if s.strip()]
+    return out
+
+
+def _clip(sentence: str) -> str:
+    parts = sentence.split()
+    return sentence if len(parts) <= _MAX_SENTENCE_WORDS else " ".join(parts[:_MAX_SENTENCE_WORDS]) + " ..."
+
+
+def title_of(hit: SearchHit) -> str:
+    """A human title for a hit: its section heading, a title field, or its source name."""
+    for value in (hit.payload.get("title"), hit.section, hit.source):
+        if isinstance(value, str) and value.strip():
+            name = value.strip().rsplit("/", 1)[-1]
+            return re.sub(r"\.(md|txt|html?|pdf|docx?)$", "", name, flags=re.IGNORECASE)[:200]
+    return hit.document_id
+
+
+def entities(text: str, exclude: str = "") -> list[str]:
+    """Capitalised names, numbers and quoted titles in ``text`` that ``exclude`` does not contain."""
+    seen: list[str] = []
+    low = exclude.lower()
+    for match in _ENTITY.finditer(text):
+        name = re.sub(r"['\u2019]s$", "", match.group(0).strip(" \"'.,;:"))  # possessive
+        if len(name) < 3 or name.lower() in STOPWORDS or name.lower() in low:
+            continue
+        if not any(c.isalpha() for c in name):
+            continue
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def question_entities(question: str) -> list[str]:
+    """Named things in the question itself (each gets its own search: comparison questions)."""
+    body = (
+        question[0].lower() + question[1:] if question else question
+    )  # the first word is capitalised anyway
+    return [e for e in entities(body) if len(content_words(e)) >= 1][:3]
+
+
+def link_origins(passages: Sequence[Passage], origins: dict[str, list[str]]) -> None:
+    """Record on each passage which passages led to it (through the queries that found it)."""
+    for passage in passages:
+        for query in passage.queries:
+            for key in origins.get(query, []):
+                if key != passage.key and key not in passage.via:
+                    passage.via.append(key)
+
+
+def fuse(results: Sequence[tuple[str, float, Sequence[SearchHit]]], k: int = 30) -> list[Passage]:
+    """Reciprocal-rank fusion of several searches (query, weight, hits) into passages, best first."""
+    passages: dict[str, Passage] = {}
+    for query, weight, hits in results:
+        for rank, hit in enumerate(hits):
+            add = weight / (k + rank + 1)
+            passage = passages.get(hit.point_id)
+            if passage is None:
+                passages[hit.point_id] = Passage(hit=hit, title=title_of(hit), score=add, queries=[query])
+            else:
+                passage.score += add
+                if query not in passage.queries:
+                    passage.queries.append(query)
+    return sorted(passages.values(), key=lambda p: p.score, reverse=True)
+
+
+def slot_order(
+    passages: Sequence[Passage], results: Sequence[tuple[str, float, Sequence[SearchHit]]]
+) -> list[Passage]:
+    """The main query's two best passages, then each follow-up query's best new one, then the rest.
+
+    Fused scores alone let a passage that several weak queries found push out the one passage a
+    bridge query was for; giving each query a slot keeps every hop represented in the evidence.
+    """
+    by_key = {p.key: p for p in passages}
+    order: list[str] = []
+    main = [h.point_id for h in results[0][2]] if results else []
+    order += [k for k in main[:2] if k in by_key]
+    for _, _, hits in results[1:]:
+        for hit in hits:
+            if hit.point_id not in order and hit.point_id in by_key:
+                order.append(hit.point_id)
+                break
+    order += [p.key for p in passages if p.key not in order]
+    return [by_key[k] for k in order]
+
+
+class SentenceScorer:
+    """Scores sentences against a question: embedding similarity plus word overlap."""
+
+    def __init__(self, embedder: Embedder | None) -> None:
+        self._embedder = embedder
+
+    def score(self, question: str, sentences: Sequence[str]) -> list[float]:
+        """One score per sentence, higher is better (roughly 0-2)."""
+        if not sentences:
+            return []
+        asked = content_words(question)
+        overlap = [len(asked & content_words(s)) / max(1, len(asked)) for s in sentences]
+        if self._embedder is None:
+            return overlap
+        q = self._embedder.embed_query(question)
+        vectors = self._embedder.embed_documents(list(sentences))
+        cosine = (vectors @ q).astype(float).tolist()
+        return [c + 0.5 * o for c, o in zip(cosine, overlap, strict=True)]
+
+
+def bridge_queries(
+    question: str, passages: Sequence[Passage], scorer: SentenceScorer, limit: int = 3
+) -> list[tuple[str, str]]:
+    """Entities that the best passages name and the question does not: the next hop's queries,
+    each with the passage that named it."""
+    found: list[tuple[str, str]] = []
+    titles = {p.title.lower() for p in passages}
+    for passage in passages[:2]:
+        sentences = split_sentences(passage.hit.text)
+        if not sentences:
+            continue
+        scores = scorer.score(question, sentences)
+        best = sentences[int(np.argmax(scores))]
+        for name in entities(best, exclude=question + " " + passage.title):
+            if name.lower() not in titles and name not in [f for f, _ in found]:
+                found.append((name, passage.key))
+    return found[:limit]
+
+
+def select_evidence(
+    question: str,
+    passages: Sequence[Passage],
+    scorer: SentenceScorer,
+    *,
+    max_passages: int,
+    max_sentences: int,
+) -> list[Passage]:
+    """The passages shown to the model, numbered from 1, each reduced to its best sentences."""
+    chosen = list(passages[:max_passages])
+    all_sentences: list[tuple[int, int, str]] = []
+    for i, passage in enumerate(chosen):
+        for j, sentence in enumerate(split_sentences(passage.hit.text)):
+            if sentence.startswith(passage.title + " ") and len(sentence) > len(passage.title) + 20:
+                sentence = sentence[len(passage.title) + 1 :]  # chunks repeat their section title
+            elif sentence == passage.title:
+                continue
+            all_sentences.append((i, j, sentence))
+    scores = scorer.score(question, [s for _, _, s in all_sentences])
+    for i, passage in enumerate(chosen):
+        mine = [(scores[n], j, s) for n, (pi, j, s) in enumerate(all_sentences) if pi == i]
+        mine.sort(key=lambda item: item[0], reverse=True)
+        keep = sorted(mine[:max_sentences], key=lambda item: item[1])  # original order reads better
+        passage.sentences = [_clip(s) for _, _, s in keep]
+        passage.number = i + 1
+    return chosen

@@ -1,0 +1,55 @@
+"""The agent's prompts: short on purpose (every prompt token costs prefill time, DESIGN.md §9).
+
+The system prompt never changes between requests, so llama.cpp reuses its KV cache (the
+prompt prefix) and only the evidence and question are read for each turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ragd.agents.state import Passage
+from ragd.llm_serving.base import Message
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered evidence. "
+    "Reply with one short sentence and cite the evidence number like [1]."
+)
+
+CHITCHAT_PROMPT = (
+    "You are ragd, a helpful assistant for questions about a document collection. Reply briefly."
+)
+
+#: Prior turns kept in the prompt (each costs prefill; follow-ups mostly need the last exchange).
+HISTORY_TURNS = 2
+
+
+def evidence_block(evidence: Sequence[Passage]) -> str:
+    """The numbered evidence lines shown to the model."""
+    return "\n".join(f"[{p.number}] {p.title}: {p.evidence_text}" for p in evidence)
+
+
+def answer_messages(
+    question: str, evidence: Sequence[Passage], history: Sequence[Message] = ()
+) -> list[Message]:
+    """Messages that ask for a cited answer to ``question`` from ``evidence``."""
+    recent = [m for m in history if m.role in ("user", "assistant")][-2 * HISTORY_TURNS :]
+    user = f"Evidence:\n{evidence_block(evidence)}\n\nQuestion: {question}"
+    return [Message("system", SYSTEM_PROMPT), *recent, Message("user", user)]
+
+
+def chitchat_messages(message: str, history: Sequence[Message] = ()) -> list[Message]:
+    """Messages for a turn that needs no knowledge (greetings, thanks)."""
+    recent = [m for m in history if m.role in ("user", "assistant")][-2 * HISTORY_TURNS :]
+    return [Message("system", CHITCHAT_PROMPT), *recent, Message("user", message)]
+
+
+def planner_messages(question: str) -> list[Message]:
+    """The user turn for a model-chosen tool call (the tool list comes from the tool-call helper)."""
+    return [Message("user", f"Question: {question}\nPick the tool that helps answer it.")]
+
+
+def extractive_answer(evidence: Sequence[Passage]) -> str:
+    """The labelled answer built without a model (every backend is down)."""
+    lines = [f"{p.evidence_text} [{p.number}]" for p in evidence[:2]]
+    return "[Extractive answer: the language model is unavailable] " + " ".join(lines)

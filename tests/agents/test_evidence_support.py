@@ -1,0 +1,69 @@
+"""Evidence selection and the agent's own support check (pure functions, real MiniLM where used)."""
+
+from __future__ import annotations
+
+from ragd.agents.evidence import bridge_queries, entities, question_entities, split_sentences
+from ragd.agents.state import Passage
+from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
+from ragd.retrieval.base import SearchHit
+
+
+def _passage(key: str, title: str, text: str) -> Passage:
+    hit = SearchHit(
+        point_id=key,
+        score=1.0,
+        text=text,
+        document_id=key,
+        version=1,
+        chunk_index=0,
+        collection_id="c",
+        section=title,
+    )
+    return Passage(hit=hit, title=title, score=1.0)
+
+
+def test_sentences_and_entities() -> None:
+    text = "Shirley Temple Black was an actress. She served as Chief of Protocol of the United States."
+    assert split_sentences(text) == [
+        "Shirley Temple Black was an actress.",
+        "She served as Chief of Protocol of the United States.",
+    ]
+    assert {"Chief of Protocol", "United States"} <= set(entities(text))
+    assert entities("Temple's role") == ["Temple"]
+    assert question_entities("Who is older, Annie Morton or Terry Richardson?") == [
+        "Annie Morton",
+        "Terry Richardson",
+    ]
+
+
+def test_bridge_queries_name_the_entity_the_question_lacks() -> None:
+    p = _passage(
+        "a",
+        "Kiss and Tell (1945 film)",
+        "Kiss and Tell is a 1945 American comedy film starring Shirley Temple as Corliss Archer.",
+    )
+    from ragd.agents.evidence import SentenceScorer
+
+    found = bridge_queries(
+        "What position was held by the woman who portrayed Corliss Archer in Kiss and Tell?",
+        [p],
+        SentenceScorer(None),
+    )
+    assert ("Shirley Temple", "a") in found
+
+
+def test_support_check_accepts_copied_facts_and_rejects_invented_ones() -> None:
+    evidence = {
+        1: "Shirley Temple. She served as Chief of Protocol of the United States.",
+        2: "Kiss and Tell. A 1945 film starring Shirley Temple as Corliss Archer.",
+    }
+    question = "What position was held by the woman who played Corliss Archer?"
+    ok = check_answer("Shirley Temple was Chief of Protocol [1][2].", evidence, question)
+    assert all(s.supported for s in ok)
+    bad = check_answer("She was the Ambassador to France [1].", evidence, question)
+    assert not all(s.supported for s in bad) and "france" in bad[0].missing
+    uncited = check_answer("Chief of Protocol", evidence, question)
+    assert not uncited[0].supported  # no citation: nothing backs it
+    assert supporting_passages("Chief of Protocol", evidence, question) == [1]
+    assert cited_numbers("a [2] b [1][2]") == [2, 1]
+    assert strip_citations("Chief of Protocol [1][2].") == "Chief of Protocol."
