@@ -1,0 +1,88 @@
+"""Indirect prompt injection in documents: score chunks at ingestion, neutralise them at retrieval.
+
+A retrieved passage is data, never instructions. :class:`InjectionScanner` gives ingestion a
+``score_chunk(text) -> float`` and ``flagged(...)`` to store in the chunk payload (flag, do not drop
+silently), and gives the retrieval-time context guard :meth:`InjectionScanner.neutralise`, which
+replaces the instruction-like sentences of a chunk with a visible marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragd.guardrails.injection_classifier import InjectionClassifier, segments
+from ragd.guardrails.injection_rules import match_rules
+from ragd.guardrails.text_encoder import CachedEncoder
+
+REMOVED_MARKER = "[instruction-like text removed by ragd]"
+#: Chunks are long; score at most this many characters from each end.
+MAX_CHUNK_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class ChunkScore:
+    """The injection score of a chunk and the sentences that carry it."""
+
+    score: float
+    flagged: bool
+    rules: tuple[str, ...]
+    sentences: tuple[str, ...]
+
+
+class InjectionScanner:
+    """Scores text for injected instructions with the trained classifier plus the rules."""
+
+    def __init__(
+        self, classifier: InjectionClassifier, encoder: CachedEncoder, threshold: float | None = None
+    ) -> None:
+        self.classifier = classifier
+        self.encoder = encoder
+        self.threshold = classifier.threshold if threshold is None else threshold
+
+    @staticmethod
+    def _clip(text: str) -> str:
+        if len(text) <= MAX_CHUNK_CHARS:
+            return text
+        half = MAX_CHUNK_CHARS // 2
+        return text[:half] + "\n" + text[-half:]
+
+    def score_chunk(self, text: str) -> float:
+        """P(the chunk carries injected instructions): 1.0 on a rule hit, else the classifier's."""
+        clipped = self._clip(text)
+        if match_rules(clipped):
+            return 1.0
+        return self.classifier.score(clipped, self.encoder, floor=0.0)
+
+    def score_chunks(self, texts: Sequence[str]) -> list[float]:
+        """:meth:`score_chunk` for many chunks, encoded in one batch."""
+        clipped = [self._clip(t) for t in texts]
+        scores = self.classifier.score_many(clipped, self.encoder, floor=0.0)
+        return [1.0 if match_rules(t) else s for t, s in zip(clipped, scores, strict=True)]
+
+    def flagged(self, text_or_score: str | float) -> bool:
+        """Whether a chunk (or its score) is over the threshold."""
+        score = self.score_chunk(text_or_score) if isinstance(text_or_score, str) else float(text_or_score)
+        return score >= self.threshold
+
+    def inspect(self, text: str) -> ChunkScore:
+        """Score plus the offending sentences (for the API and for neutralising)."""
+        clipped = self._clip(text)
+        units = segments(clipped) or [clipped]
+        probs = self.classifier.score_many(units, self.encoder, floor=0.0)
+        bad = [u for u, p in zip(units, probs, strict=True) if p >= self.threshold or match_rules(u)]
+        rules = tuple(sorted({hit.rule for hit in match_rules(clipped)}))
+        score = 1.0 if rules else max([*probs, self.classifier.score(clipped, self.encoder, floor=0.0)])
+        return ChunkScore(score=score, flagged=score >= self.threshold, rules=rules, sentences=tuple(bad))
+
+    def neutralise(self, text: str) -> tuple[str, ChunkScore]:
+        """``text`` with its instruction-like sentences replaced by a marker, and the score."""
+        found = self.inspect(text)
+        if not found.flagged:
+            return text, found
+        cleaned = text
+        for sentence in found.sentences:
+            cleaned = cleaned.replace(sentence, REMOVED_MARKER)
+        if cleaned == text:  # the whole chunk is the instruction (or it could not be located)
+            cleaned = REMOVED_MARKER
+        return cleaned, found
