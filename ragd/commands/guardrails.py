@@ -106,6 +106,7 @@ def finetune_injection_classifier(
             target_fpr=target_fpr,
             n_benign=n_generated * 2 // 3,
             n_attack=n_generated // 3,
+            corpus_dir=corpus_dir if corpus_dir.is_dir() else None,
         )
     except ValueError as exc:
         fail(str(exc).splitlines()[0][:300])

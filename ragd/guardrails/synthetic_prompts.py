@@ -419,6 +419,24 @@ _DERIVED_TEMPLATES = (
     "Explain {title} to a student in simple words.",
     "Create a quiz question about {title}.",
 )
+_QUESTION_TEMPLATES = (
+    "Who founded {title}?",
+    "When was {title} released?",
+    "What award did the author of {title} win?",
+    "Which country is {title} located in?",
+    "Were {title} and {other} founded in the same year?",
+    "Who directed the film that {title} starred in?",
+    "Which team did the founder of {title} play for?",
+    "Which is older, {title} or {other}?",
+    "What is the population of the town where {title} is set?",
+    "Who was the first spouse of the actor who appeared in {title}?",
+    "What instrument does the lead singer of {title} play?",
+    "In which decade was the company behind {title} established?",
+    "What is the name of the character that {title} portrayed?",
+    "Are {title} and {other} both American?",
+    "In what year did the creator of {title} die?",
+    "What nationality is the author of {title}?",
+)
 _DOC_TEMPLATES = (
     "Summarize the following abstract in two sentences: {text}",
     "Extract the main finding from this text: {text}",
@@ -429,21 +447,19 @@ _DOC_TEMPLATES = (
 
 
 def derived_benign(corpus_dir: Path, n: int = 900, seed: int = 7) -> tuple[list[Prompt], list[Prompt]]:
-    """Benign requests built from real public text (HotpotQA questions and titles, SciFact
+    """Benign requests built from real public text (HotpotQA titles, SciFact
     titles and abstracts) under ``corpus_dir``: entity and topic variety templates cannot give,
     and realistic "instruction + document" prompts. Returns (train, held out); titles are split
     by a hash so that held-out prompts mention subjects training never saw. Empty when the
     files are absent."""
     rng = random.Random(seed)
     titles: list[str] = []
-    questions: list[str] = []
     abstracts: list[str] = []
     hotpot = corpus_dir / "hotpotqa" / "dev100.jsonl"
     scifact = corpus_dir / "scifact" / "corpus.jsonl"
     if hotpot.is_file():
         for line in hotpot.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            questions.append(str(row["question"]))
             titles.extend(str(c["title"]) for c in row.get("contexts", []))
     if scifact.is_file():
         with scifact.open(encoding="utf-8") as fh:
@@ -458,12 +474,17 @@ def derived_benign(corpus_dir: Path, n: int = 900, seed: int = 7) -> tuple[list[
     items: list[Prompt] = []
     for title in rng.sample(sorted(set(titles)), min(n // 2, len(set(titles)))):
         items.append(Prompt(rng.choice(_DERIVED_TEMPLATES).format(title=title), 0, f"derived:title:{title}"))
-    for q in questions:
+    # Factoid questions about real entity names (HotpotQA's questions themselves are never used:
+    # they are the QA evaluation set, where the guard's false positives are measured).
+    names = sorted(set(titles))
+    for title in rng.sample(names, min(n // 2, len(names))):
+        other = rng.choice(names)
+        q = rng.choice(_QUESTION_TEMPLATES).format(title=title, other=other)
         items.append(
             Prompt(
-                rng.choice(["{q}", "Answer briefly: {q}", "Explain step by step: {q}"]).format(q=q),
+                rng.choice(["{q}", "{q}", "Answer briefly: {q}", "Explain step by step: {q}"]).format(q=q),
                 0,
-                f"derived:q:{q}",
+                f"derived:q:{title}",
             )
         )
     for text in rng.sample(abstracts, min(n // 3, len(abstracts))) if abstracts else []:
