@@ -23,7 +23,15 @@ from ragd.agents import prompts
 from ragd.agents.graph import build_agent_graph
 from ragd.agents.knowledge import ScopedKnowledgeBase
 from ragd.agents.sessions import SessionStore, TurnRecord
-from ragd.agents.state import ABSTAIN_ANSWER, AgentContext, AgentState, KnowledgeBase, Passage, TokenSink
+from ragd.agents.state import (
+    ABSTAIN_ANSWER,
+    AgentContext,
+    AgentState,
+    ContextScreen,
+    KnowledgeBase,
+    Passage,
+    TokenSink,
+)
 from ragd.agents.support import strip_citations
 from ragd.agents.tools import build_tools, load_plugin_tools
 from ragd.config import Settings
@@ -63,6 +71,7 @@ class ChatOutcome:
     abstained: bool = False
     blocked: bool = False
     extractive: bool = False
+    answer_kind: str = "model"  # "model" | "extractive" | "extractive_fallback"
     replaced: bool = False  # a streamed draft was replaced by the final answer
     events: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
@@ -74,6 +83,11 @@ def _decision_dict(decision: Any) -> dict[str, Any]:
     is_instance = dataclasses.is_dataclass(decision) and not isinstance(decision, type)
     data = dataclasses.asdict(decision) if is_instance else dict(decision)
     return {k: v for k, v in data.items() if v not in (None, {}, "")}
+
+
+def _needs_context_check(passage: Passage) -> bool:
+    payload = passage.hit.payload
+    return bool(payload.get("flagged")) or not isinstance(payload.get("injection_score"), int | float)
 
 
 def grounding_score(decisions: list[dict[str, Any]]) -> float | None:
@@ -208,7 +222,8 @@ class ChatService:
                 return await self._finish(principal, text, outcome, started, persist)
             text = checked.text or text
 
-        state = await self._run_agent(text, turns, knowledge, on_token, on_reset)
+        screen = self._context_screen(principal, trace_id, decisions) if self.guards is not None else None
+        state = await self._run_agent(text, turns, knowledge, on_token, on_reset, screen)
         evidence = state.get("evidence") or []
         cited = set(state.get("cited") or [])
         citations = (
@@ -227,6 +242,7 @@ class ChatService:
             trace_id,
             abstained=bool(state.get("abstained")),
             extractive=bool(state.get("extractive")),
+            answer_kind=state.get("answer_kind") or "model",
             events=list(state.get("events") or []),
             timings=list(state.get("timings") or []),
             tool_calls=list(state.get("tool_calls") or []),
@@ -243,6 +259,7 @@ class ChatService:
         knowledge: KnowledgeBase,
         on_token: TokenSink | None,
         on_reset: Callable[[], Awaitable[None]] | None,
+        screen: ContextScreen | None = None,
     ) -> AgentState:
         a = self.settings.agents
         ctx = AgentContext(
@@ -259,6 +276,7 @@ class ChatService:
             planner=a.planner,
             on_token=on_token,
             on_reset=on_reset,
+            screen=screen,
         )
         initial: AgentState = {
             "question": question,
@@ -271,6 +289,49 @@ class ChatService:
             initial, context=ctx, config={"recursion_limit": a.max_steps * 2 + 4}
         )
         return result
+
+    def _context_screen(
+        self, principal: Principal, trace_id: str, decisions: list[dict[str, Any]]
+    ) -> ContextScreen:
+        """The context guard for one turn: passages are scored again when retrieved; a flagged
+        one is neutralised (its instruction sentences replaced) or quarantined (left out), as
+        the policy says, and every such decision joins the turn's ``decisions``."""
+        guards = self.guards
+        assert guards is not None
+
+        async def screen(passages: list[Passage]) -> list[Passage]:
+            # Ingestion scored every chunk with the same scanner; only chunks it flagged, or
+            # never scored, go through the guard chain (a chain run per chunk costs ~100 ms).
+            suspect = [p for p in passages if _needs_context_check(p)]
+            if not suspect:
+                return passages
+            results = await asyncio.to_thread(
+                guards.check_context,
+                [p.hit.text for p in suspect],
+                principal=principal,
+                tenant=principal.tenant,
+                request_id=trace_id,
+            )
+            verdicts = {p.key: r for p, r in zip(suspect, results, strict=True)}
+            kept: list[Passage] = []
+            for passage in passages:
+                result = verdicts.get(passage.key)
+                if result is None:
+                    kept.append(passage)
+                    continue
+                acted = [d for d in result.decisions if d.action != "allow"]
+                decisions.extend(
+                    {**_decision_dict(d), "document_id": passage.hit.document_id, "chunk": passage.key}
+                    for d in acted
+                )
+                if result.blocked:
+                    continue
+                if result.text and result.text != passage.hit.text:
+                    passage.hit = dataclasses.replace(passage.hit, text=result.text)
+                kept.append(passage)
+            return kept
+
+        return screen
 
     async def _output_guards(
         self, principal: Principal, question: str, outcome: ChatOutcome, trace_id: str

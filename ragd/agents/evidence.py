@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ragd.agents.state import Passage
+from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.retrieval.base import Embedder, SearchHit
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(A-Z0-9])")
@@ -190,8 +191,8 @@ def select_evidence(
         for j, sentence in enumerate(split_sentences(passage.hit.text)):
             if sentence.startswith(passage.title + " ") and len(sentence) > len(passage.title) + 20:
                 sentence = sentence[len(passage.title) + 1 :]  # chunks repeat their section title
-            elif sentence == passage.title:
-                continue
+            elif sentence == passage.title or REMOVED_MARKER in sentence:
+                continue  # a heading, or what the context guard left of an instruction
             all_sentences.append((i, j, sentence))
     scores = scorer.score(question, [s for _, _, s in all_sentences])
     for i, passage in enumerate(chosen):

@@ -29,10 +29,11 @@ def timed(name: str, node: Node) -> Node:
 
 
 def build_agent_graph(checkpointer: Any = None) -> Any:
-    """route -> retrieve -> grade -> answer -> verify -> (done | retry once | abstain).
+    """route -> retrieve -> grade -> (answer | retry retrieval once | abstain) -> verify ->
+    (done | extract: quote the evidence instead of an unsupported draft).
 
-    Bounded: at most two answer attempts, and ``AgentContext.max_steps`` / ``deadline_s`` cut the
-    retry when the budget is spent.
+    Bounded: one model answer per turn, at most two retrievals, and ``AgentContext.max_steps`` /
+    ``deadline_s`` cut the retry when the budget is spent.
     """
     graph: StateGraph[AgentState, AgentContext, AgentState, AgentState] = StateGraph(
         AgentState, context_schema=AgentContext
@@ -45,6 +46,7 @@ def build_agent_graph(checkpointer: Any = None) -> Any:
     graph.add_node("answer", timed("answer", nodes.answer))
     graph.add_node("verify", timed("verify", nodes.verify))
     graph.add_node("retry", timed("retry", nodes.reset_for_retry))
+    graph.add_node("extract", timed("extract", nodes.extract))
     graph.add_node("abstain", timed("abstain", nodes.abstain))
 
     graph.add_edge(START, "route")
@@ -52,11 +54,12 @@ def build_agent_graph(checkpointer: Any = None) -> Any:
     graph.add_edge("call_tools", END)
     graph.add_edge("chitchat", END)
     graph.add_edge("retrieve", "grade")
-    graph.add_conditional_edges("grade", nodes.after_grade, ["answer", "abstain"])
+    graph.add_conditional_edges("grade", nodes.after_grade, ["answer", "retry", "abstain"])
     graph.add_edge("answer", "verify")
     graph.add_conditional_edges(
-        "verify", nodes.after_verify, {"done": END, "retry": "retry", "abstain": "abstain"}
+        "verify", nodes.after_verify, {"done": END, "extract": "extract", "abstain": "abstain"}
     )
+    graph.add_edge("extract", END)
     graph.add_edge("retry", "retrieve")
     graph.add_edge("abstain", END)
     return graph.compile(checkpointer=checkpointer, name="ragd-agent")

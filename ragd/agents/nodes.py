@@ -168,7 +168,7 @@ async def _search(ctx: AgentContext, query: str, top_k: int, log_calls: list[dic
 async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Search; then one more hop for the entities the best passages name (multi-hop questions)."""
     ctx = _ctx(runtime)
-    retry = state.get("attempts", 0) > 0
+    retry = bool(state.get("retried"))
     query = search_query(state)
     scorer = SentenceScorer(ctx.embedder)
     calls: list[dict[str, Any]] = list(state.get("tool_calls") or [])
@@ -206,12 +206,15 @@ async def grade(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     """Keep the passages with a sentence that matches the question; pick and number the evidence."""
     ctx = _ctx(runtime)
     scorer = SentenceScorer(ctx.embedder)
+    candidates = list(state.get("passages") or [])[: ctx.evidence_passages + 2]
+    if ctx.screen is not None:
+        candidates = await ctx.screen(candidates)  # the context guard, by policy
+    else:
+        candidates = [p for p in candidates if not p.hit.payload.get("flagged")]  # ingestion's scan
     evidence = await asyncio.to_thread(
         select_evidence,
         state["question"],
-        [
-            p for p in state.get("passages") or [] if not p.hit.payload.get("flagged")
-        ],  # ingestion's injection scan
+        candidates,
         scorer,
         max_passages=ctx.evidence_passages + 2,
         max_sentences=ctx.evidence_sentences,
@@ -314,6 +317,7 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "cited": [p.number for p in evidence[:2]],
             "supported": True,
             "extractive": True,
+            "answer_kind": "extractive_fallback",
             "backend": "extractive",
         }
     numbered = {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
@@ -366,11 +370,29 @@ async def abstain(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
 
 
 async def reset_for_retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Drop a streamed draft before retrieving again."""
+    """Drop a streamed draft before retrieving again (wider: twice the passages)."""
     ctx = _ctx(runtime)
     if ctx.on_reset is not None and state.get("answer"):
         await ctx.on_reset()
-    return {**_events(state, "retry"), "answer": "", "cited": []}
+    return {**_events(state, "retry"), "answer": "", "cited": [], "retried": True, "attempts": 1}
+
+
+async def extract(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Replace an unsupported draft by the evidence sentences that best match the question."""
+    ctx = _ctx(runtime)
+    if ctx.on_reset is not None and state.get("answer"):
+        await ctx.on_reset()
+    text, cited = prompts.quoted_answer(state["question"], state.get("evidence") or [])
+    if ctx.on_token is not None:
+        await ctx.on_token(text)
+    return {
+        **_events(state, "extract"),
+        "answer": text,
+        "cited": cited,
+        "supported": True,
+        "extractive": True,
+        "answer_kind": "extractive",
+    }
 
 
 # --- edges ---------------------------------------------------------------------------------------
@@ -381,18 +403,27 @@ def after_route(state: AgentState) -> str:
 
 
 def after_grade(state: AgentState, runtime: Runtime[AgentContext]) -> str:
+    """Answer from the evidence; with none, retry retrieval once (wider), then abstain."""
+    ctx = _ctx(runtime)
     if state.get("evidence"):
         return "answer"
+    budget_left = state.get("steps", 0) + 4 <= ctx.max_steps and ctx.time_left() > 1.0
+    if not state.get("retried") and budget_left:
+        return "retry"
     return "abstain"
 
 
 def after_verify(state: AgentState, runtime: Runtime[AgentContext]) -> str:
-    ctx = _ctx(runtime)
+    """A supported draft is the answer; an unsupported one gives way to the evidence itself.
+
+    A second model call rarely fixes a 135M model's unsupported draft and doubles the turn's
+    latency, while the evidence sentences are grounded by construction (measured on HotpotQA
+    dev: see the issue notes), so the fallback quotes them with their citations.
+    """
     if state.get("supported"):
         return "done"
-    budget_left = state.get("steps", 0) + 4 <= ctx.max_steps and ctx.time_left() > 1.0
-    if state.get("attempts", 0) < 2 and budget_left:
-        return "retry"
+    if state.get("evidence"):
+        return "extract"
     return "abstain"
 
 
@@ -405,6 +436,7 @@ __all__ = [
     "attach_citations",
     "call_tools",
     "chitchat",
+    "extract",
     "grade",
     "reset_for_retry",
     "retrieve",

@@ -53,3 +53,25 @@ def extractive_answer(evidence: Sequence[Passage]) -> str:
     """The labelled answer built without a model (every backend is down)."""
     lines = [f"{p.evidence_text} [{p.number}]" for p in evidence[:2]]
     return "[Extractive answer: the language model is unavailable] " + " ".join(lines)
+
+
+def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2) -> tuple[str, list[int]]:
+    """An answer made of cited evidence: the top passage's evidence sentences (the ones that
+    best match the question), then the next passage's best-matching sentence when it adds
+    words the first did not have (the second hop of a multi-hop question)."""
+    from ragd.agents.evidence import content_words
+
+    asked = content_words(question)
+    parts: list[str] = []
+    cited: list[int] = []
+    covered: set[str] = set()
+    for passage in list(evidence)[:passages]:
+        sentences = passage.sentences or [passage.hit.text]
+        quote = sentences if not parts else [max(sentences, key=lambda s: len(asked & content_words(s)))]
+        words = set().union(*(content_words(s) for s in quote))
+        if parts and not (words - covered - asked):
+            continue
+        covered |= words
+        parts.append(f"{' '.join(q.rstrip() for q in quote)} [{passage.number}]")
+        cited.append(passage.number)
+    return " ".join(parts), cited

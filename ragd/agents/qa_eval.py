@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import html
 import json
 import logging
 import re
@@ -152,7 +153,12 @@ def documents_of(items: list[QAItem]) -> list[tuple[str, list[tuple[str, str, st
 
 def context_of(mapping: dict[tuple[str, str], str], document_id: str, section: str | None) -> str:
     """The dataset paragraph a chunk came from."""
-    return mapping.get((document_id, " ".join((section or "").split())), "")
+    return mapping.get((document_id, section_key(section)), "")
+
+
+def section_key(title: str | None) -> str:
+    """A section title as the chunker keeps it (HTML entities decoded, whitespace collapsed)."""
+    return " ".join(html.unescape(title or "").split())
 
 
 async def run_qa_eval(

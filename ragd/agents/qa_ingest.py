@@ -58,6 +58,7 @@ def ingest_paragraphs(
 ) -> dict[tuple[str, str], str]:
     """Ingest documents of (context id, title, text) paragraphs; returns
     (document id, section title) -> context id."""
+    from ragd.agents.qa_eval import section_key
     from ragd.db.models import JobStatus
     from ragd.ingestion.components import blob_store, build_pipeline, build_service
     from ragd.ingestion.job_queue import claim_job, run_claimed_job, worker_identity
@@ -92,7 +93,7 @@ def ingest_paragraphs(
             failed += 1
             continue
         for context_id, title, _ in paragraphs:
-            mapping[(outcome.document_id, " ".join((title or "Untitled").split()))] = context_id
+            mapping[(outcome.document_id, section_key(title or "Untitled"))] = context_id
         if n % 10 == 0 or n == len(documents):
             progress(f"ingested {n}/{len(documents)} documents")
     if not mapping:

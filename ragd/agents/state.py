@@ -94,8 +94,10 @@ class AgentState(TypedDict, total=False):
     supported: bool
     support_detail: list[dict[str, Any]]
     abstained: bool
-    extractive: bool  # answered without a model (every backend down)
+    extractive: bool  # answered from evidence sentences, not by the model (see ``answer_kind``)
+    answer_kind: str  # "model" | "extractive" (model unsupported) | "extractive_fallback" (model down)
     attempts: int  # answer attempts so far
+    retried: bool  # retrieval was retried (wider) after finding no evidence
     steps: int
     backend: str
     usage: dict[str, int]
@@ -104,6 +106,9 @@ class AgentState(TypedDict, total=False):
 
 
 TokenSink = Callable[[str], Awaitable[None]]
+#: The retrieved-context guard: passages in, the passages the model may see out (instruction
+#: sentences neutralised, or quarantined chunks left out), by the collection's guard policy.
+ContextScreen = Callable[[list[Passage]], Awaitable[list[Passage]]]
 
 
 @dataclass
@@ -123,6 +128,7 @@ class AgentContext:
     planner: str = "rules"  # "rules" | "model"
     on_token: TokenSink | None = None  # streaming: called with each answer token
     on_reset: Callable[[], Awaitable[None]] | None = None  # streaming: a drafted answer was dropped
+    screen: ContextScreen | None = None  # context guard; None: drop chunks ingestion flagged
     started: float = field(default_factory=time.monotonic)
 
     def time_left(self) -> float:

@@ -16,6 +16,7 @@ from ragd.agents.evidence import STOPWORDS, content_words, split_sentences, word
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _YES_NO = {"yes", "no"}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 #: Share of an answer sentence's new words that must occur in its cited passages.
 MIN_SUPPORT = 0.75
 
@@ -64,7 +65,16 @@ def sentence_support(sentence: str, passages: Sequence[str], question: str) -> t
         return (1.0 if passages and has_claim else 0.0), []
     source = {_stem(w) for p in passages for w in words(p)}
     missing = sorted(w for w in new if _stem(w) not in source and w not in STOPWORDS)
+    # A number the passages do not state is an invented fact however many words match (the
+    # output grounding guard refuses it too): no partial credit.
+    stated = {n for p in passages for n in _numbers(p)}
+    if any(n not in stated for n in _numbers(body) - _numbers(question)):
+        return 0.0, missing or sorted(_numbers(body) - stated)
     return 1.0 - len(missing) / len(new), missing
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
 def check_answer(

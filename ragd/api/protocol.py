@@ -70,7 +70,12 @@ class ChatResponse(BaseModel):
     trace_id: str
     abstained: bool = Field(description="The knowledge base did not support an answer.")
     blocked: bool = Field(description="A guard blocked the message or the answer.")
-    extractive: bool = Field(description="No model was available; the answer quotes the top passages.")
+    extractive: bool = Field(description="The answer quotes passages, not model text (see answer_kind).")
+    answer_kind: str = Field(
+        default="model",
+        description="'model'; 'extractive': the model's draft was not supported by the passages, so "
+        "the answer quotes them; 'extractive_fallback': no model backend was available.",
+    )
     replaced: bool = Field(default=False, description="The final answer differs from the streamed draft.")
 
 

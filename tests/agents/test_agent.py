@@ -39,9 +39,76 @@ class DownModel:
         return None
 
 
+class InventingModel:
+    """A model that answers fluently from memory, citing evidence that does not say so."""
+
+    name = "inventing"
+    answer = "The bridge was designed by Napoleon Bonaparte in Paris [1]."
+
+    async def generate(self, messages: list[Message], params: GenerationParams) -> ChatResult:
+        return ChatResult(self.answer, self.name)
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[ChatChunk]:
+        for word in self.answer.split(" "):
+            yield ChatChunk(word + " ", self.name)
+
+    async def health(self) -> ComponentHealth:
+        return ComponentHealth(self.name, True, "")
+
+    async def aclose(self) -> None:
+        return None
+
+
 def ask(stack: Stack, question: str, **kw: Any) -> Any:
     service = kw.pop("service", None) or stack.service()
-    return asyncio.run(service.ask(stack.principal, question, collections=[stack.collection], **kw))
+    collections = kw.pop("collections", [stack.collection])
+    return asyncio.run(service.ask(stack.principal, question, collections=collections, **kw))
+
+
+def test_unsupported_draft_gives_way_to_quoted_evidence(stack: Stack) -> None:
+    tokens: list[str] = []
+    resets: list[bool] = []
+
+    async def on_token(text: str) -> None:
+        tokens.append(text)
+
+    async def on_reset() -> None:
+        resets.append(True)
+        tokens.clear()
+
+    service = stack.service(llm=InventingModel())
+    out = ask(
+        stack, "Who designed the Zorblax Bridge?", service=service, on_token=on_token, on_reset=on_reset
+    )
+    assert "Napoleon" not in out.answer and "extract" in out.events
+    assert out.extractive and out.answer_kind == "extractive"
+    assert "Quillfeather" in out.answer and not out.abstained
+    numbers = cited_numbers(out.answer)
+    assert numbers and {c["number"] for c in out.citations} == set(numbers)
+    assert resets and "".join(tokens) == out.answer  # the streamed draft was withdrawn
+
+
+def test_injected_instruction_is_neutralised_and_reported(stack: Stack) -> None:
+    from ragd.guardrails.service import build_guard_service
+    from tests.agents.conftest import INJECTED_INSTRUCTION
+
+    guards = build_guard_service(stack.settings, stack.engine)
+    seen: list[str] = []
+
+    class Recording(InventingModel):
+        answer = "The Ostrava Steel Company repaired the crane [1]."
+
+        async def generate(self, messages: list[Message], params: GenerationParams) -> ChatResult:
+            seen.extend(m.content for m in messages)
+            return await super().generate(messages, params)
+
+    service = stack.service(llm=Recording(), guards=guards)
+    out = ask(stack, "Who repaired the Velmont harbour crane?", service=service, collections=[stack.inbox])
+    assert seen and not any("Ignore all previous instructions" in m for m in seen)
+    assert any("Ostrava" in m for m in seen)  # the rest of the chunk is still evidence
+    context = [d for d in out.guard_decisions if d.get("stage") == "context"]
+    assert context and context[0]["action"] in ("redact", "block") and context[0]["document_id"]
+    assert INJECTED_INSTRUCTION not in out.answer
 
 
 def test_answer_cites_passages_that_support_it_or_abstains(stack: Stack) -> None:

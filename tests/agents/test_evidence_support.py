@@ -67,3 +67,16 @@ def test_support_check_accepts_copied_facts_and_rejects_invented_ones() -> None:
     assert supporting_passages("Chief of Protocol", evidence, question) == [1]
     assert cited_numbers("a [2] b [1][2]") == [2, 1]
     assert strip_citations("Chief of Protocol [1][2].") == "Chief of Protocol."
+
+
+def test_a_number_the_passages_do_not_state_is_unsupported() -> None:
+    from ragd.agents.support import check_answer
+
+    evidence = {1: "Virginia Commonwealth University is a public research university in Richmond."}
+    question = "Which university did the team represent?"
+    invented = check_answer(
+        "It represented Virginia Commonwealth University, founded in 1968 [1].", evidence, question
+    )
+    assert not invented[0].supported and "1968" in invented[0].missing
+    stated = check_answer("Virginia Commonwealth University [1].", evidence, question)
+    assert stated[0].supported

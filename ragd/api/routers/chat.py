@@ -78,6 +78,7 @@ def to_response(outcome: ChatOutcome) -> ChatResponse:
         abstained=outcome.abstained,
         blocked=outcome.blocked,
         extractive=outcome.extractive,
+        answer_kind=outcome.answer_kind,
         replaced=outcome.replaced,
     )
 

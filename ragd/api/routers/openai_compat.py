@@ -74,6 +74,7 @@ def _extension(outcome: ChatOutcome) -> dict[str, Any]:
         "abstained": outcome.abstained,
         "blocked": outcome.blocked,
         "extractive": outcome.extractive,
+        "answer_kind": outcome.answer_kind,
         "guard_decisions": outcome.guard_decisions,
     }
 

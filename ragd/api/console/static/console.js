@@ -371,6 +371,8 @@
         turn.appendChild(box);
       }
       if (final.abstained) turn.appendChild(el("p", { class: "muted", text: "The assistant abstained: the sources did not answer this." }));
+      if (final.answer_kind === "extractive") turn.appendChild(el("p", { class: "muted", text: "Quoted from the sources: the model's own answer was not supported by them." }));
+      else if (final.answer_kind === "extractive_fallback") turn.appendChild(el("p", { class: "muted", text: "Quoted from the sources: no language model was available." }));
       if (final.message_id) turn.appendChild(feedback(final.message_id));
     }
     function feedback(messageId) {
