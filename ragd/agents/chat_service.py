@@ -34,9 +34,10 @@ from ragd.agents.state import (
 )
 from ragd.agents.support import strip_citations
 from ragd.agents.tools import build_tools, load_plugin_tools
-from ragd.config import Settings
+from ragd.config import AgentSettings, Settings
 from ragd.db.models import Permission
 from ragd.errors import BadRequest
+from ragd.evals.experiments import Assignment, assignment_for
 from ragd.llm_serving.base import ChatModel, Message
 from ragd.log_config import request_id_var
 from ragd.retrieval.base import Embedder, SearchFilter
@@ -77,12 +78,30 @@ class ChatOutcome:
     timings: list[tuple[str, float]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[Passage] = field(default_factory=list)  # what the model saw (evaluation reads it)
+    experiment: tuple[str, str] | None = None  # (experiment id, variant) the turn ran under
 
 
 def _decision_dict(decision: Any) -> dict[str, Any]:
     is_instance = dataclasses.is_dataclass(decision) and not isinstance(decision, type)
     data = dataclasses.asdict(decision) if is_instance else dict(decision)
     return {k: v for k, v in data.items() if v not in (None, {}, "")}
+
+
+def variant_agent_settings(base: AgentSettings, config: dict[str, Any]) -> AgentSettings:
+    """``base`` with an experiment variant's agent settings applied: the keys of its config
+    that name agent settings (``top_k``, ``evidence_passages``, ...), or its ``agents`` object;
+    other keys (a model or adapter) are for the serving layer and ignored here."""
+    wanted = {**{k: v for k, v in config.items() if k in AgentSettings.model_fields}}
+    nested = config.get("agents")
+    if isinstance(nested, dict):
+        wanted.update({k: v for k, v in nested.items() if k in AgentSettings.model_fields})
+    if not wanted:
+        return base
+    try:
+        return AgentSettings.model_validate({**base.model_dump(), **wanted})
+    except ValueError as exc:
+        log.warning("experiment variant settings are invalid, using the defaults: %s", exc)
+        return base
 
 
 def _needs_context_check(passage: Passage) -> bool:
@@ -223,7 +242,11 @@ class ChatService:
             text = checked.text or text
 
         screen = self._context_screen(principal, trace_id, decisions) if self.guards is not None else None
-        state = await self._run_agent(text, turns, knowledge, on_token, on_reset, screen)
+        assignment = await asyncio.to_thread(self._assignment, principal)
+        agent_settings = self.settings.agents
+        if assignment is not None:
+            agent_settings = variant_agent_settings(agent_settings, assignment.config)
+        state = await self._run_agent(text, turns, knowledge, on_token, on_reset, screen, agent_settings)
         evidence = state.get("evidence") or []
         cited = set(state.get("cited") or [])
         citations = (
@@ -247,6 +270,7 @@ class ChatService:
             timings=list(state.get("timings") or []),
             tool_calls=list(state.get("tool_calls") or []),
             evidence=list(evidence),
+            experiment=(assignment.experiment_id, assignment.variant) if assignment else None,
         )
         if self.guards is not None and not outcome.abstained and state.get("route") == "knowledge":
             await self._output_guards(principal, text, outcome, trace_id)
@@ -260,8 +284,9 @@ class ChatService:
         on_token: TokenSink | None,
         on_reset: Callable[[], Awaitable[None]] | None,
         screen: ContextScreen | None = None,
+        agent_settings: AgentSettings | None = None,
     ) -> AgentState:
-        a = self.settings.agents
+        a = agent_settings or self.settings.agents
         ctx = AgentContext(
             knowledge=knowledge,
             llm=self.llm,
@@ -289,6 +314,13 @@ class ChatService:
             initial, context=ctx, config={"recursion_limit": a.max_steps * 2 + 4}
         )
         return result
+
+    def _assignment(self, principal: Principal) -> Assignment | None:
+        """The caller's variant under the tenant's A/B experiment (None without one, or when
+        monitoring, which records the outcomes, is off)."""
+        if self.monitor is None:
+            return None
+        return assignment_for(self.engine, principal.tenant, principal.id)
 
     def _context_screen(
         self, principal: Principal, trace_id: str, decisions: list[dict[str, Any]]
@@ -391,6 +423,8 @@ class ChatService:
                     guard_decisions=outcome.guard_decisions,
                     backend=outcome.backend,
                     latency_ms=outcome.latency_ms,
+                    experiment_id=outcome.experiment[0] if outcome.experiment else None,
+                    variant=outcome.experiment[1] if outcome.experiment else None,
                 )
             except Exception as exc:  # noqa: BLE001 - monitoring must never fail a chat turn
                 log.warning("monitoring could not record the turn: %s", type(exc).__name__)

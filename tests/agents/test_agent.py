@@ -251,3 +251,33 @@ def test_client_disconnect_cancels_generation(stack: Stack) -> None:
     while stack.llm.cancelled_streams == before and time.monotonic() < deadline:
         time.sleep(0.1)  # the generating thread notices the flag at its next token
     assert stack.llm.cancelled_streams > before
+
+
+def test_a_b_experiment_variant_shapes_the_turn_and_is_recorded(stack: Stack) -> None:
+    from sqlmodel import Session, select
+
+    from ragd.config import EvalSettings
+    from ragd.db.models import MonitorTurn
+    from ragd.evals.experiments import ExperimentSpec, VariantSpec, assign, create_experiment, stop_experiment
+    from ragd.evals.monitoring import Monitor
+
+    spec = ExperimentSpec(
+        name="retrieval depth",
+        variants=[
+            VariantSpec(name="shallow", config={"top_k": 1}),
+            VariantSpec(name="deep", config={"top_k": 5}),
+        ],
+    )
+    exp = create_experiment(stack.engine, stack.principal.tenant, spec)
+    try:
+        variant = assign(stack.engine, stack.principal.tenant, exp.id, stack.principal.id).variant
+        service = stack.service(monitor=Monitor(stack.engine, EvalSettings()))
+        out = ask(stack, "Who designed the Zorblax Bridge?", service=service)
+        first_search = next(c for c in out.tool_calls if c["name"] == "search_knowledge")
+        assert first_search["arguments"]["top_k"] == {"shallow": 1, "deep": 5}[variant]
+        assert out.experiment == (exp.id, variant)
+        with Session(stack.engine) as s:
+            turn = s.exec(select(MonitorTurn).where(MonitorTurn.experiment_id == exp.id)).one()
+        assert turn.variant == variant
+    finally:
+        stop_experiment(stack.engine, stack.principal.tenant, exp.id)
