@@ -31,6 +31,7 @@ from ragd.agents.state import ABSTAIN_ANSWER, AgentContext, AgentState, Passage
 from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
 from ragd.agents.tools import BUILTIN_NAMES, run_tool, tool_specs
 from ragd.errors import BackendUnavailable, RagdError
+from ragd.guardrails.grounding import check_grounding
 from ragd.llm_serving.base import BadModelOutput, GenerationParams, Usage
 from ragd.llm_serving.tool_calls import call_tool
 
@@ -346,9 +347,14 @@ async def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         {"sentence": r.sentence, "cited": r.cited, "score": round(r.score, 3), "missing": r.missing[:10]}
         for r in results
     ]
+    # The output guard will judge the cited passages' full text with its own (lexical, fast)
+    # grounding check: an answer it would reject is not supported here either.
+    cited = set(state.get("cited") or [])
+    sources = [p.hit.text for p in state.get("evidence") or [] if p.number in cited]
+    guard_ok = bool(sources) and all(c.supported for c in check_grounding(text, sources))
     return {
         **_events(state, "verify"),
-        "supported": all(r.supported for r in results),
+        "supported": guard_ok and all(r.supported for r in results),
         "support_detail": detail,
     }
 
