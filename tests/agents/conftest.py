@@ -96,20 +96,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     engine = build_engine(settings)
     migrate(engine)
     qdrant = open_qdrant(settings)
-    with Session(engine) as s:
-        coll = Collection(tenant=TENANT, name="kb", created_by="test")
-        s.add(coll)
-        s.commit()
-        s.refresh(coll)
-        cid = coll.id
-    ingest_paragraphs(settings, engine, qdrant, cid, DOCS, lambda _: None, tenant=TENANT)
-    with Session(engine) as s:
-        inbox = Collection(tenant=TENANT, name="inbox", created_by="test")
-        s.add(inbox)
-        s.commit()
-        s.refresh(inbox)
-        inbox_id = inbox.id
-    ingest_paragraphs(settings, engine, qdrant, inbox_id, INJECTED, lambda _: None, tenant=TENANT)
+    for name, docs in (("kb", DOCS), ("inbox", INJECTED)):
+        with Session(engine) as s:
+            coll = Collection(tenant=TENANT, name=name, created_by="test")
+            s.add(coll)
+            s.commit()
+            s.refresh(coll)
+            cid = coll.id
+        ingest_paragraphs(settings, engine, qdrant, cid, docs, lambda _: None, tenant=TENANT)
     search = SearchService.from_settings(settings, qdrant, engine)
     llm = LlamaCppChatModel(settings.llm.llamacpp)
     llm.load()
