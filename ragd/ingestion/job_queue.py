@@ -213,6 +213,28 @@ def run_claimed_job(
     return new_status
 
 
+def release_job(engine: Engine, job_id: str, worker_id: str) -> bool:
+    """Give a job leased by ``worker_id`` back to the queue (due after a backoff); True once the
+    row no longer holds that lease (released now, or already taken over or finished)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(Job)
+                .where((col(Job.id) == job_id) & (col(Job.lease_owner) == worker_id))
+                .values(
+                    status=JobStatus.queued,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    not_before=utcnow() + timedelta(seconds=backoff_s(1)),
+                    updated_at=utcnow(),
+                )
+            )
+    except Exception:  # noqa: BLE001 - still refused: try again on the next loop
+        log.warning("releasing a job failed; will retry", extra={"job_id": job_id})
+        return False
+    return True
+
+
 class PermanentJobError(Exception):
     """A failure that retrying cannot fix (corrupt file, unsupported type): fail at once."""
 
@@ -269,7 +291,12 @@ class InProcessJobQueue:
 
     def _loop(self) -> None:
         worker_id = worker_identity()
+        # Jobs whose outcome could not be written (the database refused the write: disk full, a
+        # restart). They stay leased to this worker; it hands them back as soon as it can,
+        # instead of leaving them until the lease expires.
+        unreleased: list[str] = []
         while not self._stopping.is_set():
+            unreleased = [j for j in unreleased if not release_job(self._engine, j, worker_id)]
             try:
                 job = claim_job(self._engine, None, worker_id, self._lease_s, kinds=self._handlers.keys())
             except Exception:
@@ -279,4 +306,11 @@ class InProcessJobQueue:
                 self._wake.wait(self._poll_s)
                 self._wake.clear()
                 continue
-            run_claimed_job(self._engine, job, self._handlers, worker_id, self._lease_s)
+            try:
+                run_claimed_job(self._engine, job, self._handlers, worker_id, self._lease_s)
+            except Exception:
+                # The thread must outlive any one job: a dead worker would leave every later
+                # job queued with nobody to run it.
+                log.exception("recording a job's outcome failed", extra={"job_id": job.id})
+                unreleased.append(job.id)
+                self._stopping.wait(self._poll_s)

@@ -156,3 +156,54 @@ def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
     assert sorted(ran) == sorted(ids)
     assert all(get(engine, i).status == JobStatus.ready for i in ids)
     assert not queue.health().ok
+
+
+def test_worker_survives_a_store_that_refuses_the_outcome(engine: Engine) -> None:
+    """Disk full (or a database restart) while a job's outcome is written: the worker thread
+    lives on, hands the job back once writes work again, and the job still ends ready."""
+    if engine.dialect.name == "sqlite":
+        refuse = (
+            "CREATE TRIGGER refuse_ready BEFORE UPDATE ON jobs WHEN NEW.status = 'ready' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+        allow = "DROP TRIGGER refuse_ready"
+    else:
+        refuse = (
+            "CREATE FUNCTION refuse_ready() RETURNS trigger AS $$ BEGIN IF NEW.status = 'ready' "
+            "THEN RAISE EXCEPTION 'could not extend file: No space left on device'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER refuse_ready BEFORE UPDATE ON jobs "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_ready()"
+        )
+        allow = "DROP TRIGGER refuse_ready ON jobs; DROP FUNCTION refuse_ready()"
+    ran: list[str] = []
+
+    def handler(ctx: JobContext) -> None:
+        ran.append(ctx.job.id)
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql(refuse)
+    job_id = add_job(engine)
+    queue = InProcessJobQueue(engine, {"t": handler}, workers=1, poll_s=0.05)
+    queue.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not ran:
+            time.sleep(0.05)
+        assert ran == [job_id]
+        # The outcome was refused; the job is handed back (queued after a backoff), not left
+        # leased to a dead thread until the lease expires.
+        while time.monotonic() < deadline and get(engine, job_id).status != JobStatus.queued:
+            time.sleep(0.05)
+        assert get(engine, job_id).status == JobStatus.queued
+        assert queue.health().ok
+        with engine.begin() as conn:
+            conn.exec_driver_sql(allow)
+        with engine.begin() as conn:
+            conn.execute(update(Job).where(col(Job.id) == job_id).values(not_before=None))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and get(engine, job_id).status != JobStatus.ready:
+            time.sleep(0.05)
+    finally:
+        queue.stop()
+    assert get(engine, job_id).status == JobStatus.ready
+    assert ran[0] == job_id and len(ran) >= 2 and set(ran) == {job_id}
