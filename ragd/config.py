@@ -89,7 +89,15 @@ class EmbeddingSettings(BaseModel):
         "registry entry name, or a local sentence-transformers directory.",
     )
     precision: Literal["fp32", "onnx", "onnx-int8"] = Field(
-        default="fp32", description="Inference backend: torch fp32, ONNX, or ONNX with int8 weights."
+        default="onnx",
+        description="Inference backend: onnx (onnxruntime, fp32, the torch vectors checked at "
+        "export, ~3x faster per query); fp32 (torch, needed for a GPU device); onnx-int8 (int8 "
+        "weights: its own vectors and collection, ~1.7x batch throughput).",
+    )
+    onnx_cache: Path | None = Field(
+        default=None,
+        description="Where verified ONNX exports are kept, keyed by the weights' hash; default "
+        "<data_dir>/models/onnx.",
     )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Encoding batch size.")
     max_seq_length: int = Field(default=256, ge=16, le=8192, description="Token limit per text.")

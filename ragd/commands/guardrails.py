@@ -97,7 +97,7 @@ def finetune_injection_classifier(
         migrate(engine)
     except ConfigError as exc:
         fail(str(exc))
-    encoder = CachedEncoder(minilm_embedder(), cache_size=200_000)
+    encoder = CachedEncoder(minilm_embedder(settings), cache_size=200_000)
     try:
         model, metrics = train_classifier(
             data,

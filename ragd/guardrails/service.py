@@ -101,7 +101,7 @@ class GuardService:
             classifier = load_classifier(path)
             log.info("injection classifier loaded from %s (%s)", path, source)
         self.classifier = classifier
-        self.encoder = CachedEncoder(embedder or minilm_embedder())
+        self.encoder = CachedEncoder(embedder or minilm_embedder(settings))
         self.scanner = InjectionScanner(classifier, self.encoder)
         try:
             self.default_policy = GuardPolicy.from_collection_settings(
@@ -233,4 +233,4 @@ def build_injection_scanner(settings: Settings, engine: Engine | None) -> Inject
         return None
     path, source = resolve_classifier_path(settings, engine)
     log.info("ingestion injection scanner loaded from %s (%s)", path, source)
-    return InjectionScanner(load_classifier(path), CachedEncoder(minilm_embedder()))
+    return InjectionScanner(load_classifier(path), CachedEncoder(minilm_embedder(settings)))

@@ -11,10 +11,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from ragd.config import Settings
 
 Vector = npt.NDArray[np.float32]
 
@@ -29,8 +32,21 @@ class BatchEmbedder(Protocol):
         ...
 
 
-def minilm_embedder(max_seq_length: int = 256, device: str = "cpu") -> BatchEmbedder:
-    """The packaged all-MiniLM-L6-v2 through retrieval's embedder (one model per process)."""
+def minilm_embedder(
+    settings: Settings | None = None, max_seq_length: int = 256, device: str = "cpu"
+) -> BatchEmbedder:
+    """The packaged all-MiniLM-L6-v2 through retrieval's embedder (one model per process).
+
+    With ``settings`` whose embedding precision is not fp32, the guards run MiniLM on ONNX in fp32
+    (never int8: the injection head was trained on the exact fp32 vectors).
+    """
+    if settings is not None and settings.embedding.precision != "fp32":
+        from ragd.retrieval.registry import build_embedder
+
+        emb = settings.embedding.model_copy(
+            update={"precision": "onnx", "model": MINILM_NAME, "max_seq_length": max_seq_length}
+        )
+        return build_embedder(settings.model_copy(update={"embedding": emb}))
     from ragd.llm_serving.model_files import minilm_dir
     from ragd.retrieval.embedder import SentenceTransformerEmbedder
 

@@ -90,15 +90,33 @@ def build_embedder(settings: Settings, engine: Engine | None = None, model: str 
         cached = _EMBEDDERS.get(key)
     if cached is not None:
         return cached
-    if emb.precision != "fp32":
-        # Exporting MiniLM with torch.onnx (transformers 5) gave embeddings with cosine 0.87-0.97
-        # to the torch model, and optimum (sentence-transformers' ONNX route) is not installed.
-        raise ConfigError("RAGD_EMBEDDING__PRECISION", f"{emb.precision} is not available; use fp32")
-    from ragd.retrieval.embedder import SentenceTransformerEmbedder
+    embedder: Embedder
+    # onnxruntime runs here on the CPU provider only: a GPU device keeps the torch model.
+    if emb.precision == "fp32" or emb.device != "cpu":
+        from ragd.retrieval.embedder import SentenceTransformerEmbedder
 
-    embedder: Embedder = SentenceTransformerEmbedder(
-        path, name=name, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, device=emb.device
-    )
+        embedder = SentenceTransformerEmbedder(
+            path, name=name, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, device=emb.device
+        )
+    else:
+        from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
+
+        int8 = emb.precision == "onnx-int8"
+        onnx_path = export_onnx(
+            path,
+            emb.onnx_cache or settings.data_dir / "models" / "onnx",
+            int8=int8,
+            max_seq_length=emb.max_seq_length,
+        )
+        # fp32 ONNX reproduces the torch vectors (checked at export), so it shares the collection;
+        # int8 vectors differ, so they get a name, and a collection, of their own.
+        embedder = OnnxEmbedder(
+            path,
+            onnx_path,
+            name=f"{name}-int8" if int8 else name,
+            batch_size=emb.batch_size,
+            max_seq_length=emb.max_seq_length,
+        )
     with _CACHE_LOCK:
         return _EMBEDDERS.setdefault(key, embedder)
 

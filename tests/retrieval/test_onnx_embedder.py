@@ -1,0 +1,75 @@
+"""The ONNX embedder: same vectors as torch (fp32), its own collection (int8), exported once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragd.errors import ConfigError
+from ragd.llm_serving.model_files import minilm_dir
+from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
+from ragd.retrieval.registry import build_embedder
+from tests.conftest import make_settings
+
+TEXTS = [
+    "",
+    "What causes scurvy?",
+    "Vitamin C deficiency leads to scurvy, a disease of collagen synthesis. " * 40,  # truncated
+    "Die Hauptstadt von Frankreich ist Paris. 東京は日本の首都です。",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+def test_fp32_onnx_reproduces_torch_and_shares_its_collection(tmp_path: Path, onnx_cache: Path) -> None:
+    torch_emb = build_embedder(make_settings(tmp_path, embedding={"precision": "fp32"}))
+    onnx_emb = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache})
+    )
+    assert isinstance(onnx_emb, OnnxEmbedder)
+    assert onnx_emb.name == torch_emb.name and onnx_emb.dim == torch_emb.dim == 384
+    a, b = torch_emb.embed_documents(TEXTS), onnx_emb.embed_documents(TEXTS)
+    assert a.shape == b.shape == (4, 384)
+    assert np.min(np.sum(a * b, axis=1)) > 0.9999
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    q = onnx_emb.embed_query("What causes scurvy?")
+    assert float(q @ a[1]) > 0.9999
+    assert onnx_emb.count_tokens("What causes scurvy?") == torch_emb.count_tokens("What causes scurvy?")
+    assert onnx_emb.embed_documents([]).shape == (0, 384)
+
+
+def test_export_is_cached_and_int8_is_a_different_embedder(tmp_path: Path, onnx_cache: Path) -> None:
+    fp32 = export_onnx(minilm_dir(), onnx_cache, int8=False, max_seq_length=256)
+    mtime = fp32.stat().st_mtime_ns
+    assert export_onnx(minilm_dir(), onnx_cache, int8=False, max_seq_length=256) == fp32
+    assert fp32.stat().st_mtime_ns == mtime  # reused, not exported again
+    int8 = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx-int8", "onnx_cache": onnx_cache})
+    )
+    torch_emb = build_embedder(make_settings(tmp_path, embedding={"precision": "fp32"}))
+    assert int8.name == f"{torch_emb.name}-int8"
+    a, b = torch_emb.embed_documents(TEXTS[1:]), int8.embed_documents(TEXTS[1:])
+    cos = np.sum(a * b, axis=1)
+    assert np.all(cos > 0.95) and np.any(cos < 0.9999)  # close, but not the same vectors
+
+
+def test_a_model_whose_pooling_it_cannot_reproduce_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "cls-model"
+    shutil.copytree(minilm_dir(), model, symlinks=True)
+    pooling = next(model.glob("*_Pooling/config.json"))
+    cfg = json.loads(pooling.read_text())
+    if "pooling_mode" in cfg:
+        cfg["pooling_mode"] = "cls"
+    else:
+        cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="mean pooling"):
+        export_onnx(model, tmp_path / "cache", int8=False, max_seq_length=256)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.onnx"))
