@@ -16,18 +16,21 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Bind port (default RAGD_API__PORT).")] = None,
 ) -> None:
     """Serve the HTTP API with the configured backends."""
-    import uvicorn
-
-    from ragd.api.app import create_app
     from ragd.log_config import configure_logging
     from ragd.preflight import preflight
 
+    # Settings and preflight first: a bad setting fails in about a second, before the app's
+    # heavy imports (torch, LangChain, unstructured) are paid.
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
     try:
         preflight(settings)
     except ConfigError as exc:
         fail(str(exc))
+    import uvicorn
+
+    from ragd.api.app import create_app
+
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,

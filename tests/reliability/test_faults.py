@@ -32,6 +32,10 @@ from tests.reliability.conftest import need_binaries, need_postgres_binaries, ne
 
 pytestmark = pytest.mark.slow
 
+# A killed worker's job is re-run once its lease expires; progress renews the lease at every
+# step, so 12 s is safe for the small documents here and keeps the recovery wait short.
+SHORT_LEASE = {"RAGD_QUEUE__LEASE_S": "12"}
+
 
 def _start(loop: asyncio.AbstractEventLoop, cm: AbstractAsyncContextManager[Live]) -> Live:
     return loop.run_until_complete(cm.__aenter__())
@@ -57,7 +61,9 @@ def _deployment(loop: asyncio.AbstractEventLoop, **kwargs: Any) -> Iterator[Live
 def embedded(loop: asyncio.AbstractEventLoop) -> Iterator[Live]:
     """Embedded defaults, data dir on a 256 MB tmpfs, an LLM server in front of llama.cpp."""
     need_root()
-    yield from _deployment(loop, kind="embedded", llm_proc=True, seed_docs=2, volume_mb=256)
+    yield from _deployment(
+        loop, kind="embedded", llm_proc=True, seed_docs=2, volume_mb=256, extra_env=SHORT_LEASE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,7 @@ def scaleout(loop: asyncio.AbstractEventLoop) -> Iterator[Live]:
     """Private PostgreSQL + private Redis + one ``ragd worker`` (Celery)."""
     need_binaries("redis-server", "runuser")
     need_postgres_binaries()
-    yield from _deployment(loop, kind="scaleout", seed_docs=2)
+    yield from _deployment(loop, kind="scaleout", seed_docs=2, extra_env=SHORT_LEASE)
 
 
 def _check(res: FaultResult) -> None:
