@@ -406,6 +406,11 @@ class Settings(BaseSettings):
         return self.db.url or f"sqlite:///{(self.data_dir / 'ragd.db').resolve()}"
 
     @property
+    def onnx_cache_dir(self) -> Path:
+        """Where verified ONNX exports of the embedder are kept."""
+        return self.embedding.onnx_cache or self.data_dir / "models" / "onnx"
+
+    @property
     def qdrant_path(self) -> Path:
         """The effective local Qdrant storage path."""
         return self.qdrant.path or self.data_dir / "qdrant"

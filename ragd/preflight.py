@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ragd.config import Settings
 from ragd.db.engine import build_engine, check_connection
 from ragd.errors import ConfigError
@@ -17,6 +19,15 @@ def preflight(settings: Settings) -> None:
         engine.dispose()
     # Opening local-mode storage takes its lock: this catches a path held by another process.
     open_qdrant(settings).close()
+    if settings.embedding.precision != "fp32":
+        # The embedder is exported to ONNX on first use: its cache must be writable.
+        cache = settings.onnx_cache_dir
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("RAGD_EMBEDDING__ONNX_CACHE", f"cannot create {cache}: {exc}") from exc
+        if not os.access(cache, os.W_OK):
+            raise ConfigError("RAGD_EMBEDDING__ONNX_CACHE", f"{cache} is not writable")
     if "llamacpp" in settings.llm.chain:
         if settings.llm.llamacpp.model_path is None:
             from ragd.llm_serving.model_files import smollm2_gguf

@@ -52,6 +52,7 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
         ({"RAGD_API__PORT": "99999"}, "RAGD_API__PORT"),
         ({"RAGD_ENV": "production"}, "development secret"),
         ({"RAGD_DB__URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}, "RAGD_DB__URL: cannot connect"),
+        ({"RAGD_EMBEDDING__ONNX_CACHE": "/dev/null/onnx"}, "RAGD_EMBEDDING__ONNX_CACHE"),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:

@@ -41,7 +41,36 @@ def load_sentence_transformer(path: Path, device: str, max_seq_length: int) -> S
     return st
 
 
-class SentenceTransformerEmbedder:
+class TokenizedEmbedder:
+    """What every local embedder shares: the Embedder methods over one ``_encode``.
+
+    Subclasses set ``name``, ``dim`` and ``_tokenizer`` and implement ``_encode`` (L2-normalised
+    rows, any number of texts, empty included).
+    """
+
+    name: str
+    dim: int
+    _tokenizer: Any
+
+    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed passages (batched), L2-normalised, shape (n, dim)."""
+        return self._encode(texts)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """Embed one query, L2-normalised, shape (dim,)."""
+        vec: npt.NDArray[np.float32] = self._encode([text])[0]
+        return vec
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of ``text`` (without [CLS]/[SEP]) under this model's tokenizer."""
+        ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return len(ids)
+
+
+class SentenceTransformerEmbedder(TokenizedEmbedder):
     """:class:`~ragd.retrieval.base.Embedder` over a local sentence-transformers directory.
 
     ``name`` identifies the weights (it is part of the eval-index cache key and of the Qdrant
@@ -83,17 +112,3 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(out, dtype=np.float32)
-
-    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed passages (batched), L2-normalised, shape (n, dim)."""
-        return self._encode(texts)
-
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """Embed one query, L2-normalised, shape (dim,)."""
-        vec: npt.NDArray[np.float32] = self._encode([text])[0]
-        return vec
-
-    def count_tokens(self, text: str) -> int:
-        """Word pieces of ``text`` (without [CLS]/[SEP]) under this model's tokenizer."""
-        ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        return len(ids)

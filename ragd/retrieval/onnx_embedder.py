@@ -14,6 +14,7 @@ in int8 (figures in ``bench/embedder.py``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragd.errors import ConfigError
+from ragd.retrieval.embedder import TokenizedEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,20 @@ _EXPORTED: dict[tuple[str, bool], Path] = {}
 
 def weights_fingerprint(model_dir: Path) -> str:
     """A short hash of the weight files and the export recipe (the export cache key)."""
+    # The weights sit at the top of a sentence-transformers directory (not in checkpoints).
+    weights = sorted(f for f in model_dir.iterdir() if f.is_file() and f.suffix in {".safetensors", ".bin"})
+    return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in weights))
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    # Keyed by path, size and mtime: each start hashes the ~90 MB of weights once, not per call.
     h = hashlib.sha256(EXPORT_VERSION.encode())
-    for f in sorted(model_dir.iterdir()):  # the weights sit at the top (not in checkpoints)
-        if f.is_file() and f.suffix in {".safetensors", ".bin"}:
-            h.update(f.relative_to(model_dir).as_posix().encode())
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+    for path, _, _ in files:
+        h.update(Path(path).name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()[:16]
 
 
@@ -79,16 +88,19 @@ def export_onnx(model_dir: Path, cache_dir: Path, *, int8: bool, max_seq_length:
     _check_pooling(model_dir)
     fingerprint = weights_fingerprint(model_dir)
     target = cache_dir / f"{fingerprint}{'-int8' if int8 else ''}" / "model.onnx"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("RAGD_EMBEDDING__ONNX_CACHE", f"cannot write {cache_dir}: {exc}") from exc
     with _EXPORT_LOCK:
         if target.is_file():
             return target
         earlier = _EXPORTED.get((fingerprint, int8))
         if earlier is not None and earlier.is_file():  # verified in this process, another cache dir
             return earlier
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
         if int8:
-            fp32 = _export_locked(model_dir, cache_dir, max_seq_length)
+            fp32 = export_onnx(model_dir, cache_dir, int8=False, max_seq_length=max_seq_length)
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
@@ -106,10 +118,6 @@ def export_onnx(model_dir: Path, cache_dir: Path, *, int8: bool, max_seq_length:
         _EXPORTED[(fingerprint, int8)] = target
         log.info("exported ONNX embedder", extra={"path": str(target), "min_cosine": round(worst, 6)})
         return target
-
-
-def _export_locked(model_dir: Path, cache_dir: Path, max_seq_length: int) -> Path:
-    return export_onnx(model_dir, cache_dir, int8=False, max_seq_length=max_seq_length)
 
 
 def _torch_export(model_dir: Path, out: Path) -> None:
@@ -161,7 +169,7 @@ def _verify(model_dir: Path, onnx_path: Path, max_seq_length: int) -> float:
     return float(np.min(np.sum(np.asarray(reference) * got, axis=1)))
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(TokenizedEmbedder):
     """:class:`~ragd.retrieval.base.Embedder` running an exported model on onnxruntime."""
 
     def __init__(
@@ -195,23 +203,11 @@ class OnnxEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
 
-    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed passages, L2-normalised, shape (n, dim); batches group similar lengths."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        # Batches of similar lengths: less padding, the same vectors.
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             out[idx] = self._run([texts[i] for i in idx])
         return out
-
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """Embed one query, L2-normalised, shape (dim,)."""
-        vec: npt.NDArray[np.float32] = self._run([text])[0]
-        return vec
-
-    def count_tokens(self, text: str) -> int:
-        """Word pieces of ``text`` (without [CLS]/[SEP]) under this model's tokenizer."""
-        ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        return len(ids)

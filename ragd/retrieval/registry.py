@@ -104,7 +104,7 @@ def build_embedder(settings: Settings, engine: Engine | None = None, model: str 
         int8 = emb.precision == "onnx-int8"
         onnx_path = export_onnx(
             path,
-            emb.onnx_cache or settings.data_dir / "models" / "onnx",
+            settings.onnx_cache_dir,
             int8=int8,
             max_seq_length=emb.max_seq_length,
         )

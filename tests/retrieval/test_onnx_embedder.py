@@ -73,3 +73,10 @@ def test_a_model_whose_pooling_it_cannot_reproduce_is_refused(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="mean pooling"):
         export_onnx(model, tmp_path / "cache", int8=False, max_seq_length=256)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.onnx"))
+
+
+def test_an_unwritable_export_cache_is_a_clear_setting_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="RAGD_EMBEDDING__ONNX_CACHE"):
+        export_onnx(minilm_dir(), blocker / "onnx", int8=False, max_seq_length=256)
