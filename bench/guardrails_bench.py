@@ -88,6 +88,8 @@ def main() -> None:
             )
         )
 
+        ingestion_scan_paths(service, corpus.read_text(encoding="utf-8").splitlines()[3000:3600], payloads)
+
     # Per-stage latency on realistic inputs (each text new to the encoder cache).
     passages = [r.text for r in dev[:8]]
     timings: dict[str, list[float]] = {"input": [], "context_4_chunks": [], "output": []}
@@ -111,6 +113,62 @@ def main() -> None:
             }
         )
     )
+
+
+def ingestion_scan_paths(service: object, lines: list[str], payloads: list[str]) -> None:
+    """Ingestion's two scan paths on the same chunks: every sentence encoded on its own, and the
+    shared pass (index vectors reused, sentences gated by their in-context score).
+
+    Benign: SciFact abstracts 3000-3599 of the corpus. Injected: the first 300 with one payload
+    sentence at the end, the start or the middle (in turn), where the whole-chunk score is diluted.
+    """
+    import numpy as np
+
+    from ragd.guardrails.injection_classifier import CONTEXT_GATE, segments
+
+    scanner = service.scanner  # type: ignore[attr-defined]
+    embedder = scanner.encoder.embedder
+    benign = [json.loads(line)["text"] for line in lines]
+    injected = []
+    for i, chunk in enumerate(benign[:300]):
+        parts, payload = segments(chunk), payloads[i % len(payloads)]
+        if i % 3 == 0 or len(parts) < 3:
+            injected.append(f"{chunk} {payload}")
+        elif i % 3 == 1:
+            injected.append(f"{payload} {chunk}")
+        else:
+            half = len(parts) // 2
+            injected.append(" ".join([*parts[:half], payload, *parts[half:]]))
+    th = scanner.threshold
+    rows = {}
+    for name in ("every_sentence", "shared_pass"):
+        scanner.encoder._cache.clear()
+        started = time.perf_counter()
+        if name == "every_sentence":
+            b = scanner.score_chunks(benign)
+            elapsed = time.perf_counter() - started + _timed(lambda: embedder.embed_documents(benign))
+            i = scanner.score_chunks(injected)
+        else:
+            _, b = scanner.embed_and_score(benign, embedder)
+            elapsed = time.perf_counter() - started
+            scanner.encoder._cache.clear()
+            _, i = scanner.embed_and_score(injected, embedder)
+        rows[name] = {
+            "benign_flag_rate": round(float(np.mean(np.array(b) >= th)), 4),
+            "injected_catch_rate": round(float(np.mean(np.array(i) >= th)), 4),
+            "index_plus_scan_ms_per_benign_chunk": round(1000 * elapsed / len(benign), 1),
+        }
+    print(
+        json.dumps(
+            {"ingestion_scan": rows, "context_gate": CONTEXT_GATE, "benign": len(benign), "injected": 300}
+        )
+    )
+
+
+def _timed(fn: object) -> float:
+    started = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

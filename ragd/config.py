@@ -99,7 +99,12 @@ class EmbeddingSettings(BaseModel):
         description="Where verified ONNX exports are kept, keyed by the weights' hash; default "
         "<data_dir>/models/onnx.",
     )
-    batch_size: int = Field(default=64, ge=1, le=4096, description="Encoding batch size.")
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=4096,
+        description="Encoding batch size (32 measured fastest for MiniLM on 2 CPU cores).",
+    )
     max_seq_length: int = Field(default=256, ge=16, le=8192, description="Token limit per text.")
     device: str = Field(default="cpu", description="torch device (cpu, cuda, cuda:1, ...).")
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragd.guardrails.injection_classifier import InjectionClassifier, segments
+import numpy as np
+import numpy.typing as npt
+
+from ragd.guardrails.injection_classifier import InjectionClassifier, segment_spans, segments
 from ragd.guardrails.injection_rules import match_rules
 from ragd.guardrails.text_encoder import CachedEncoder
 
@@ -58,7 +61,35 @@ class InjectionScanner:
         """:meth:`score_chunk` for many chunks, encoded in one batch."""
         clipped = [self._clip(t) for t in texts]
         scores = self.classifier.score_many(clipped, self.encoder, floor=0.0)
-        return [1.0 if match_rules(t) else s for t, s in zip(clipped, scores, strict=True)]
+        return self._with_rules(clipped, scores)
+
+    def embed_and_score(
+        self, texts: Sequence[str], embedder: object
+    ) -> tuple[npt.NDArray[np.float32], list[float]] | None:
+        """``embedder``'s vectors of ``texts`` and their scores, sharing one encoder pass.
+
+        Only when ``embedder`` is this scanner's own encoder model (ingestion's default: the
+        packaged MiniLM at fp32): the whole-chunk vectors are then the index vectors, and an
+        embedder that pools sentence spans in context (ONNX) also tells which sentences are worth
+        encoding on their own. None when the work cannot be shared (another model, int8, a chunk
+        long enough to be clipped): the caller embeds and calls :meth:`score_chunks`.
+        """
+        if self.encoder.embedder is not embedder or any(len(t) > MAX_CHUNK_CHARS for t in texts):
+            return None
+        pooled = getattr(embedder, "embed_with_spans", None)
+        in_context: list[npt.NDArray[np.float32]] | None = None
+        if pooled is not None:
+            vectors, in_context = pooled(texts, [segment_spans(t) for t in texts])
+        else:
+            vectors = self.encoder.embedder.embed_documents(texts)
+        scores = self.classifier.score_many(
+            texts, self.encoder, floor=0.0, vectors=vectors, in_context=in_context
+        )
+        return vectors, self._with_rules(texts, scores)
+
+    @staticmethod
+    def _with_rules(texts: Sequence[str], scores: list[float]) -> list[float]:
+        return [1.0 if match_rules(t) else s for t, s in zip(texts, scores, strict=True)]
 
     def flagged(self, text_or_score: str | float) -> bool:
         """Whether a chunk (or its score) is over the threshold."""

@@ -36,6 +36,15 @@ MIN_SEGMENT_CHARS = 8
 SEGMENT_FLOOR = 0.01
 #: Texts with more sentences than this are always scored sentence by sentence.
 ALWAYS_SEGMENT = 3
+#: With in-context sentence vectors (a sentence's tokens pooled from the whole text's encoder
+#: pass, free when the text is embedded anyway), only sentences scoring at least this are encoded
+#: on their own for the verdict. In-context vectors are not the standalone vectors the head was
+#: trained on, so they only choose which sentences to encode. Measured on 600 benign SciFact
+#: abstracts and 300 with an injected sentence at the end, start or middle: the benign flag rate
+#: is unchanged (3.3%) and 1 of 224 injections caught by the full scan is missed, for about a
+#: third of the scan's encoder time (0.0005 missed none; 0.005 missed 2). Re-measure with
+#: bench/guardrails_bench.py (``ingestion_scan``) when the head is retrained.
+CONTEXT_GATE = 0.001
 
 
 def segments(text: str) -> list[str]:
@@ -48,6 +57,19 @@ def segments(text: str) -> list[str]:
         half = MAX_SEGMENTS // 2
         parts = parts[:half] + parts[-half:]
     return parts
+
+
+def segment_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of :func:`segments` in ``text``, in the same order."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for part in segments(text):
+        start = text.find(part, cursor)
+        if start < 0:  # cannot happen for parts cut from text; keep the spans aligned anyway
+            start = text.find(part)
+        spans.append((start, start + len(part)))
+        cursor = start + len(part)
+    return spans
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,8 @@ class InjectionClassifier:
         *,
         threshold: float | None = None,
         floor: float = SEGMENT_FLOOR,
+        vectors: npt.NDArray[np.float32] | None = None,
+        in_context: Sequence[npt.NDArray[np.float32]] | None = None,
     ) -> list[float]:
         """P(attack) of each text: the max over the whole text and its sentences.
 
@@ -117,22 +141,41 @@ class InjectionClassifier:
         between ``floor`` and ``threshold``, or when it has more than :data:`ALWAYS_SEGMENT`
         sentences (an injection buried in a long text dilutes the whole-text score). Most
         messages are then one encoder pass. ``floor=0`` always scores the sentences (documents).
+
+        ``vectors`` are the texts' embeddings when the caller already has them from ``encoder``'s
+        own model (ingestion's index vectors), so the whole texts are not encoded twice.
+        ``in_context`` holds, per text, one in-context vector per :func:`segments` part (a NaN row
+        where the part's tokens were truncated away); then only the parts that score at least
+        :data:`CONTEXT_GATE` in context, or have no in-context vector, are encoded on their own.
         """
         if not texts:
             return []
         cut = self.threshold if threshold is None else threshold
-        best = [float(p) for p in self.probabilities(encoder.encode(texts), texts)]
+        if vectors is None or len(vectors) != len(texts):
+            vectors = encoder.encode(texts)
+        best = [float(p) for p in self.probabilities(vectors, texts)]
         owners: list[int] = []
         units: list[str] = []
         for i, text in enumerate(texts):
             parts = segments(text)
             if parts and (len(parts) > ALWAYS_SEGMENT or floor <= best[i] < cut):
+                if in_context is not None and len(in_context[i]) == len(parts):
+                    parts = self._worth_encoding(parts, in_context[i])
                 owners.extend([i] * len(parts))
                 units.extend(parts)
         if units:
             for owner, prob in zip(owners, self.probabilities(encoder.encode(units), units), strict=True):
                 best[owner] = max(best[owner], float(prob))
         return best
+
+    def _worth_encoding(self, parts: list[str], in_context: npt.NDArray[np.float32]) -> list[str]:
+        """The parts whose in-context score passes :data:`CONTEXT_GATE` (or that have none)."""
+        known: npt.NDArray[np.bool_] = np.asarray(~np.isnan(in_context).any(axis=1))
+        keep: npt.NDArray[np.bool_] = ~known
+        if known.any():
+            probs = self.probabilities(in_context[known], [p for p, k in zip(parts, known, strict=True) if k])
+            keep[np.flatnonzero(known)] = probs >= CONTEXT_GATE
+        return [p for p, k in zip(parts, keep, strict=True) if k]
 
     def score(
         self,

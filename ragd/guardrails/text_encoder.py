@@ -37,14 +37,22 @@ def minilm_embedder(
 ) -> BatchEmbedder:
     """The packaged all-MiniLM-L6-v2 through retrieval's embedder (one model per process).
 
-    With ``settings`` whose embedding precision is not fp32, the guards run MiniLM on ONNX in fp32
-    (never int8: the injection head was trained on the exact fp32 vectors).
+    With ``settings``, the model comes from retrieval's embedder cache: torch when the embedding
+    precision is fp32, otherwise ONNX in fp32 (never int8: the injection head was trained on the
+    exact fp32 vectors). When retrieval's own embedder is this MiniLM at this precision, both are
+    the same object, so ingestion can hand its index vectors to the injection scan.
     """
-    if settings is not None and settings.embedding.precision != "fp32":
+    if settings is not None:
         from ragd.retrieval.registry import build_embedder
 
+        precision = "fp32" if settings.embedding.precision == "fp32" else "onnx"
         emb = settings.embedding.model_copy(
-            update={"precision": "onnx", "model": MINILM_NAME, "max_seq_length": max_seq_length}
+            update={
+                "precision": precision,
+                "model": MINILM_NAME,
+                "max_seq_length": max_seq_length,
+                "device": device,
+            }
         )
         return build_embedder(settings.model_copy(update={"embedding": emb}))
     from ragd.llm_serving.model_files import minilm_dir
@@ -63,6 +71,11 @@ class CachedEncoder:
         self._cache: OrderedDict[str, Vector] = OrderedDict()
         self._size = cache_size
         self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> BatchEmbedder:
+        """The wrapped embedder."""
+        return self._embedder
 
     def encode(self, texts: Sequence[str]) -> Vector:
         """Embeddings of ``texts`` (n, dim); only texts not in the cache are encoded."""

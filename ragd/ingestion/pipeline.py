@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from sqlmodel import Session, col, select
 
 from ragd.db.models import Document, DocumentStatus, DocumentVersion, Job, JobStatus, utcnow
@@ -64,6 +66,13 @@ class InjectionScorer(Protocol):
         """A score in [0, 1] per text (1 = surely an injection)."""
         ...
 
+    def embed_and_score(
+        self, texts: Sequence[str], embedder: Embedder
+    ) -> tuple[npt.NDArray[np.float32], list[float]] | None:
+        """``embedder``'s vectors of ``texts`` with the scores, sharing the encoder work; None
+        when the scorer cannot share it (then ingestion embeds and calls :meth:`score_chunks`)."""
+        ...
+
 
 @dataclass
 class IngestPipeline:
@@ -79,9 +88,11 @@ class IngestPipeline:
     scorer: InjectionScorer | None = None
     container_limits: ContainerLimits = field(default_factory=ContainerLimits)
     embed_batch: int = 256
-    # Work done ahead by run_batch for jobs about to run: chunks by job id, vectors by text.
+    # Work done ahead by run_batch for jobs about to run: chunks by job id, vectors and injection
+    # scores by text.
     _chunks_ahead: dict[str, list[Chunk]] = field(default_factory=dict, repr=False)
     _vectors_ahead: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _scores_ahead: dict[str, float | None] = field(default_factory=dict, repr=False)
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -140,11 +151,13 @@ class IngestPipeline:
             raise perm from exc
 
     def run_batch(self, jobs: Sequence[Job], worker_id: str, lease_s: float) -> list[JobStatus]:
-        """Run several claimed ``ingest`` jobs, embedding all their chunks in one call.
+        """Run several claimed ``ingest`` jobs, embedding and scanning all their chunks together.
 
         Small documents (one abstract, one e-mail) give the embedder a batch of one or two texts,
         where most of its time is overhead; many of them embedded together run several times
-        faster. Each job still runs through its own handler, state and error handling.
+        faster. The injection scan's sentences batch the same way. Each job still runs through
+        its own handler, state and error handling; a failure here only leaves the job to do its
+        own work.
         """
         texts: list[str] = []
         for job in jobs:
@@ -153,16 +166,31 @@ class IngestPipeline:
             except Exception:  # noqa: BLE001, S112 - the job's own run reports this error
                 continue
             self._chunks_ahead[job.id] = chunks
-            texts.extend(c.text for c in chunks if c.text not in self._vectors_ahead)
-        for start in range(0, len(texts), self.embed_batch):
-            block = texts[start : start + self.embed_batch]
-            self._vectors_ahead.update(zip(block, self.embedder.embed_documents(block).tolist(), strict=True))
+            texts.extend(dict.fromkeys(c.text for c in chunks if c.text not in self._vectors_ahead))
         try:
+            try:
+                for start in range(0, len(texts), self.embed_batch):
+                    block = texts[start : start + self.embed_batch]
+                    vectors, scores = self._embed_and_scan(block)
+                    self._vectors_ahead.update(zip(block, vectors.tolist(), strict=True))
+                    self._scores_ahead.update(zip(block, scores, strict=True))
+            except Exception:  # each job retries this work itself and records its own error
+                log.warning("batched embedding failed; the jobs embed one by one", exc_info=True)
             return [run_claimed_job(self.engine, job, self.handlers, worker_id, lease_s) for job in jobs]
         finally:
             for job in jobs:
                 self._chunks_ahead.pop(job.id, None)
             self._vectors_ahead.clear()
+            self._scores_ahead.clear()
+
+    def _embed_and_scan(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], list[float | None]]:
+        """Index vectors and injection scores of ``texts`` (scores None without a scorer)."""
+        if self.scorer is None:
+            return self.embedder.embed_documents(texts), [None] * len(texts)
+        shared = self.scorer.embed_and_score(texts, self.embedder)
+        if shared is not None:
+            return shared[0], list(shared[1])
+        return self.embedder.embed_documents(texts), list(self.scorer.score_chunks(texts))
 
     def _chunk(self, p: dict[str, Any]) -> list[Chunk]:
         data = self.blobs.get(p["blob_key"])
@@ -183,16 +211,17 @@ class IngestPipeline:
         if not chunks:
             raise ParseError("the document has no text to index")
         texts = [c.text for c in chunks]
-        scores = self.scorer.score_chunks(texts) if self.scorer is not None else [None] * len(texts)
         ctx.progress("embedding", 0, len(chunks))
         sparse = self.sparse.encode_documents(texts)
         ahead = [self._vectors_ahead.get(t) for t in texts]
         dense_rows: list[list[float]] = [v for v in ahead if v is not None]
-        if len(dense_rows) != len(texts):
-            dense_rows = []
+        scores: list[float | None] = [self._scores_ahead.get(t) for t in texts]
+        if len(dense_rows) != len(texts) or (self.scorer is not None and None in scores):
+            dense_rows, scores = [], []
             for start in range(0, len(texts), self.embed_batch):
-                block = self.embedder.embed_documents(texts[start : start + self.embed_batch])
-                dense_rows.extend(block.tolist())
+                vectors, block_scores = self._embed_and_scan(texts[start : start + self.embed_batch])
+                dense_rows.extend(vectors.tolist())
+                scores.extend(block_scores)
                 ctx.progress("embedding", min(len(texts), start + self.embed_batch), len(chunks))
         ctx.progress("embedding", len(texts), len(chunks))
         now = time.time()

@@ -191,23 +191,78 @@ class OnnxEmbedder(TokenizedEmbedder):
         # One batch at a time: on a 2-core box concurrent runs just thrash.
         self._lock = threading.Lock()
 
-    def _run(self, texts: list[str]) -> npt.NDArray[np.float32]:
+    def _run(
+        self, texts: list[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None
+    ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
         enc = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_tensors="np",
+            return_offsets_mapping=spans is not None,
         )
         feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
         with self._lock:
             hidden = self._session.run(None, feed)[0]
         mask = feed["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+        pieces = (
+            []
+            if spans is None
+            else [
+                _pool_spans(h, o, sp) for h, o, sp in zip(hidden, enc["offset_mapping"], spans, strict=True)
+            ]
+        )
+        return _normalise(pooled), pieces
 
     def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._encode_with_spans(texts, None)[0]
+
+    def _encode_with_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None
+    ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
         # Batches of similar lengths: less padding, the same vectors.
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        pieces: list[npt.NDArray[np.float32]] = [np.empty((0, self.dim), dtype=np.float32)] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            out[idx] = self._run([texts[i] for i in idx])
-        return out
+            batch_spans = None if spans is None else [spans[i] for i in idx]
+            out[idx], got = self._run([texts[i] for i in idx], batch_spans)
+            for i, piece in zip(idx, got, strict=False):
+                pieces[i] = piece
+        return out, pieces
+
+    def embed_with_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
+        """Embeddings of ``texts`` plus, from the same encoder pass, in-context span vectors.
+
+        For each text, one L2-normalised row per character span ``(start, end)``: the mean of the
+        contextual token states inside the span (the whole text's attention, not the span's
+        alone, so these are *not* what :meth:`embed_documents` gives for the span's text). A span
+        whose tokens were all truncated away gets a NaN row.
+        """
+        return self._encode_with_spans(texts, spans)
+
+
+def _normalise(rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.asarray(rows / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+def _pool_spans(
+    hidden: npt.NDArray[np.float32], offsets: npt.NDArray[np.int64], spans: Sequence[tuple[int, int]]
+) -> npt.NDArray[np.float32]:
+    """Mean token state per character span (NaN row for a span with no tokens left)."""
+    out = np.full((len(spans), hidden.shape[-1]), np.nan, dtype=np.float32)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    real = ends > starts  # special and padding tokens have empty offsets
+    for j, (a, b) in enumerate(spans):
+        inside = real & (starts >= a) & (ends <= b)
+        if inside.any():
+            out[j] = hidden[inside].mean(axis=0)
+    known = ~np.isnan(out).any(axis=1)
+    out[known] = _normalise(out[known])
+    return out

@@ -80,3 +80,21 @@ def test_an_unwritable_export_cache_is_a_clear_setting_error(tmp_path: Path) -> 
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="RAGD_EMBEDDING__ONNX_CACHE"):
         export_onnx(minilm_dir(), blocker / "onnx", int8=False, max_seq_length=256)
+
+
+def test_span_vectors_come_from_the_same_pass(tmp_path: Path, onnx_cache: Path) -> None:
+    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
+    assert isinstance(emb, OnnxEmbedder)
+    first = "Vitamin C deficiency leads to scurvy."
+    text = f"{first} Citrus fruit prevents it."
+    long = TEXTS[2]
+    spans = [[(0, len(first)), (len(first) + 1, len(text))], [(0, 10), (len(long) - 20, len(long))], []]
+    vectors, pieces = emb.embed_with_spans([text, long, "no spans"], spans)
+    assert np.allclose(vectors, emb.embed_documents([text, long, "no spans"]), atol=1e-5)
+    assert [p.shape for p in pieces] == [(2, 384), (2, 384), (0, 384)]
+    assert np.allclose(np.linalg.norm(pieces[0], axis=1), 1.0, atol=1e-5)
+    # In context, a sentence is close to, but not the same as, the sentence embedded alone.
+    alone = emb.embed_documents([first])[0]
+    assert 0.5 < float(pieces[0][0] @ alone) < 0.9999
+    # The end of an over-long text was truncated away: no tokens, a NaN row (never a fake vector).
+    assert not np.isnan(pieces[1][0]).any() and np.isnan(pieces[1][1]).all()
