@@ -17,7 +17,7 @@ import logging
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -81,6 +81,8 @@ class JobContext:
 
 
 JobHandler = Callable[[JobContext], None]
+#: Runs several claimed jobs of one kind together: ``(jobs, worker_id, lease_s) -> statuses``.
+BatchRunner = Callable[[Sequence[Job], str, float], list[JobStatus]]
 
 
 class JobQueue(Protocol):
@@ -254,9 +256,17 @@ class InProcessJobQueue:
         workers: int = 1,
         lease_s: float = 300.0,
         poll_s: float = 1.0,
+        batch: BatchRunner | None = None,
+        batch_kind: str = "",
+        batch_size: int = 8,
     ) -> None:
         self._engine = engine
         self._handlers = handlers
+        # Jobs of ``batch_kind`` that are due together run through ``batch`` (ingestion embeds
+        # their chunks in one call: many small uploads are otherwise mostly per-call overhead).
+        self._batch = batch
+        self._batch_kind = batch_kind
+        self._batch_size = max(1, batch_size)
         self._workers = workers
         self._lease_s = lease_s
         self._poll_s = poll_s
@@ -306,11 +316,32 @@ class InProcessJobQueue:
                 self._wake.wait(self._poll_s)
                 self._wake.clear()
                 continue
+            jobs = [job, *self._claim_batch_mates(job, worker_id)]
             try:
-                run_claimed_job(self._engine, job, self._handlers, worker_id, self._lease_s)
+                if len(jobs) > 1 and self._batch is not None:
+                    self._batch(jobs, worker_id, self._lease_s)
+                else:
+                    run_claimed_job(self._engine, job, self._handlers, worker_id, self._lease_s)
             except Exception:
                 # The thread must outlive any one job: a dead worker would leave every later
-                # job queued with nobody to run it.
+                # job queued with nobody to run it. Jobs already finished hold no lease, so
+                # releasing the whole batch only hands back the unfinished ones.
                 log.exception("recording a job's outcome failed", extra={"job_id": job.id})
-                unreleased.append(job.id)
+                unreleased.extend(j.id for j in jobs)
                 self._stopping.wait(self._poll_s)
+
+    def _claim_batch_mates(self, first: Job, worker_id: str) -> list[Job]:
+        """More due jobs of the batched kind, claimed now to run with ``first``."""
+        if self._batch is None or first.kind != self._batch_kind:
+            return []
+        mates: list[Job] = []
+        while len(mates) + 1 < self._batch_size:
+            try:
+                job = claim_job(self._engine, None, worker_id, self._lease_s, kinds=[self._batch_kind])
+            except Exception:
+                log.warning("claiming more jobs for a batch failed", exc_info=True)
+                break
+            if job is None:
+                break
+            mates.append(job)
+        return mates

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ragd.config import Settings
 from ragd.ingestion.components import build_pipeline, build_service, worker_writes_index
 from ragd.ingestion.job_queue import InProcessJobQueue, JobHandler, JobQueue
-from ragd.ingestion.pipeline import INDEX, InjectionScorer
+from ragd.ingestion.pipeline import INDEX, INGEST, InjectionScorer
 from ragd.ingestion.service import IngestionService
 
 if TYPE_CHECKING:
@@ -43,5 +43,7 @@ def build_ingestion(
             {**pipeline.handlers, REEMBED: reembed},
             workers=settings.queue.workers,
             lease_s=settings.queue.lease_s,
+            batch=pipeline.run_batch,
+            batch_kind=INGEST,
         )
     return queue, build_service(settings, engine, queue, pipeline)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -207,3 +207,47 @@ def test_worker_survives_a_store_that_refuses_the_outcome(engine: Engine) -> Non
         queue.stop()
     assert get(engine, job_id).status == JobStatus.ready
     assert ran[0] == job_id and len(ran) >= 2 and set(ran) == {job_id}
+
+
+def test_due_jobs_of_the_batched_kind_run_together(engine: Engine) -> None:
+    """Queued ingestion jobs are claimed in groups and run through the batch runner; other
+    kinds run alone; a batch that blows up hands its unfinished jobs back, and they finish."""
+    ran: list[str] = []
+    batches: list[list[str]] = []
+    explode = [True]
+
+    def handler(ctx: JobContext) -> None:
+        ran.append(ctx.job.id)
+
+    def batch(jobs: Sequence[Job], worker_id: str, lease_s: float) -> list[JobStatus]:
+        batches.append([j.id for j in jobs])
+        statuses = [run_claimed_job(engine, jobs[0], {"b": handler}, worker_id, lease_s)]
+        if explode[0]:
+            explode[0] = False
+            raise RuntimeError("the batch failed after its first job")
+        return statuses + [run_claimed_job(engine, j, {"b": handler}, worker_id, lease_s) for j in jobs[1:]]
+
+    batched = [add_job(engine, kind="b") for _ in range(7)]
+    alone = add_job(engine, kind="t")
+    queue = InProcessJobQueue(
+        engine,
+        {"b": handler, "t": handler},
+        workers=1,
+        poll_s=0.05,
+        batch=batch,
+        batch_kind="b",
+        batch_size=4,
+    )
+    queue.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(get(engine, j).status != JobStatus.ready for j in batched):
+            # The failed batch's jobs wait out a backoff; make them due at once.
+            with engine.begin() as conn:
+                conn.execute(update(Job).where(col(Job.status) == JobStatus.queued).values(not_before=None))
+            time.sleep(0.05)
+    finally:
+        queue.stop()
+    assert all(get(engine, j).status == JobStatus.ready for j in [*batched, alone])
+    assert sorted(set(ran)) == sorted([*batched, alone]) and len(ran) == len(batched) + 1  # each once
+    assert max(len(b) for b in batches) == 4 and alone not in {j for b in batches for j in b}
