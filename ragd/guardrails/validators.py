@@ -60,9 +60,9 @@ class RagdValidator(Validator):  # type: ignore[misc]
         results[self.guard_name] = finding
         if not finding.failed:
             return PassResult()
-        return FailResult(
-            error_message=finding.reason, fix_value=finding.fixed_text, metadata={"score": finding.score}
-        )
+        # No result metadata: guardrails-ai's sequential service hands a result's metadata to the
+        # next validator in place of the call's, which would lose the shared results dict.
+        return FailResult(error_message=finding.reason, fix_value=finding.fixed_text)
 
 
 @register_validator(name="ragd/length", data_type="string")
