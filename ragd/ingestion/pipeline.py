@@ -15,6 +15,7 @@ One function runs in every backend (in-process pool, Celery worker). Guarantees:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -75,6 +76,16 @@ class InjectionScorer(Protocol):
 
 
 @dataclass
+class _Ahead:
+    """Work :meth:`IngestPipeline.run_batch` did ahead: chunks by job id, vectors and injection
+    scores by chunk text."""
+
+    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
 class IngestPipeline:
     """Everything an ingestion job needs, built once per process."""
 
@@ -88,11 +99,16 @@ class IngestPipeline:
     scorer: InjectionScorer | None = None
     container_limits: ContainerLimits = field(default_factory=ContainerLimits)
     embed_batch: int = 256
-    # Work done ahead by run_batch for jobs about to run: chunks by job id, vectors and injection
-    # scores by text.
-    _chunks_ahead: dict[str, list[Chunk]] = field(default_factory=dict, repr=False)
-    _vectors_ahead: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _scores_ahead: dict[str, float | None] = field(default_factory=dict, repr=False)
+    # run_batch's work for the jobs it is about to run, per thread: several in-process workers
+    # may run batches at once, and one must not clear what another computed.
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @property
+    def _ahead(self) -> _Ahead:
+        ahead: _Ahead | None = getattr(self._local, "ahead", None)
+        if ahead is None:
+            ahead = self._local.ahead = _Ahead()
+        return ahead
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -165,23 +181,23 @@ class IngestPipeline:
                 chunks = self._chunk(job.payload)
             except Exception:  # noqa: BLE001, S112 - the job's own run reports this error
                 continue
-            self._chunks_ahead[job.id] = chunks
-            texts.extend(dict.fromkeys(c.text for c in chunks if c.text not in self._vectors_ahead))
+            self._ahead.chunks[job.id] = chunks
+            texts.extend(dict.fromkeys(c.text for c in chunks if c.text not in self._ahead.vectors))
         try:
             try:
                 for start in range(0, len(texts), self.embed_batch):
                     block = texts[start : start + self.embed_batch]
                     vectors, scores = self._embed_and_scan(block)
-                    self._vectors_ahead.update(zip(block, vectors.tolist(), strict=True))
-                    self._scores_ahead.update(zip(block, scores, strict=True))
+                    self._ahead.vectors.update(zip(block, vectors.tolist(), strict=True))
+                    self._ahead.scores.update(zip(block, scores, strict=True))
             except Exception:  # each job retries this work itself and records its own error
                 log.warning("batched embedding failed; the jobs embed one by one", exc_info=True)
             return [run_claimed_job(self.engine, job, self.handlers, worker_id, lease_s) for job in jobs]
         finally:
             for job in jobs:
-                self._chunks_ahead.pop(job.id, None)
-            self._vectors_ahead.clear()
-            self._scores_ahead.clear()
+                self._ahead.chunks.pop(job.id, None)
+            self._ahead.vectors.clear()
+            self._ahead.scores.clear()
 
     def _embed_and_scan(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], list[float | None]]:
         """Index vectors and injection scores of ``texts`` (scores None without a scorer)."""
@@ -204,7 +220,7 @@ class IngestPipeline:
         """Parse, chunk, scan and embed one document version."""
         p = ctx.job.payload
         ctx.progress("parsing", 0, 0)
-        chunks = self._chunks_ahead.pop(ctx.job.id, None)
+        chunks = self._ahead.chunks.pop(ctx.job.id, None)
         if chunks is None:
             chunks = self._chunk(p)
         ctx.progress("chunking")
@@ -213,9 +229,9 @@ class IngestPipeline:
         texts = [c.text for c in chunks]
         ctx.progress("embedding", 0, len(chunks))
         sparse = self.sparse.encode_documents(texts)
-        ahead = [self._vectors_ahead.get(t) for t in texts]
+        ahead = [self._ahead.vectors.get(t) for t in texts]
         dense_rows: list[list[float]] = [v for v in ahead if v is not None]
-        scores: list[float | None] = [self._scores_ahead.get(t) for t in texts]
+        scores: list[float | None] = [self._ahead.scores.get(t) for t in texts]
         if len(dense_rows) != len(texts) or (self.scorer is not None and None in scores):
             dense_rows, scores = [], []
             for start in range(0, len(texts), self.embed_batch):
