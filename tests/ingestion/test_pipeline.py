@@ -295,7 +295,8 @@ def test_run_batch_embeds_many_documents_together(world: World) -> None:
     jobs = [claim_job(world.engine, o.job_id, "batch", 60) for o in [*outs, broken]]
     statuses = world.pipeline.run_batch([j for j in jobs if j is not None], "batch", 60)
     assert statuses == [JobStatus.ready] * 6 + [JobStatus.failed]
-    assert not world.pipeline._chunks_ahead and not world.pipeline._vectors_ahead
+    ahead = world.pipeline._ahead  # this thread's look-ahead, emptied after the batch
+    assert not ahead.chunks and not ahead.vectors and not ahead.scores
     hit = visible(world, outs[3].document_id)
     assert len(hit) == 1 and "topic number 3" in hit[0]["text"]
     # Vectors from a batch equal those of a document embedded alone.
