@@ -231,7 +231,12 @@ if __name__ == "__main__":
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=8, help="Requests per level (at least the concurrency).")
     p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=6, help="Interleaved rounds of the overhead comparison.")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=20,
+        help="Interleaved rounds of the overhead comparison (6 swung by 20%%).",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--port", type=int, default=18766)
     p.add_argument("--vllm-url", default=None, help="Use a running vLLM instead of starting one.")
