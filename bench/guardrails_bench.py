@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ragd.privacy import disable_telemetry
@@ -165,9 +166,9 @@ def ingestion_scan_paths(service: object, lines: list[str], payloads: list[str])
     )
 
 
-def _timed(fn: object) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
-    fn()  # type: ignore[operator]
+    fn()
     return time.perf_counter() - started
 
 

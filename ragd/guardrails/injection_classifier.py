@@ -151,8 +151,10 @@ class InjectionClassifier:
         if not texts:
             return []
         cut = self.threshold if threshold is None else threshold
-        if vectors is None or len(vectors) != len(texts):
+        if vectors is None:
             vectors = encoder.encode(texts)
+        elif len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} vectors for {len(texts)} texts")
         best = [float(p) for p in self.probabilities(vectors, texts)]
         owners: list[int] = []
         units: list[str] = []
