@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from ragd.config import Settings
 from ragd.errors import BadRequest, ConfigError
 from ragd.retrieval.base import ChunkRecord, Embedder, SearchFilter, SparseEncoder
 from ragd.retrieval.bm25_encoder import BM25Encoder, analyze, term_id
-from ragd.retrieval.qdrant_index import QdrantIndex, collection_name
+from ragd.retrieval.qdrant_index import DENSE, SPARSE, QdrantIndex, collection_name
 from ragd.retrieval.registry import build_embedder, build_index, build_sparse_encoder
 from tests.conftest import make_settings
 
@@ -257,3 +258,189 @@ def test_local_mirror_answers_like_qdrant(settings: Settings, embedder: Embedder
         h.document_id != "d0"
         for h in fast.query(everyone, mode="sparse", limit=5, sparse=enc.encode_query("cat"))
     )
+
+
+def _same_answers(fast: QdrantIndex, plain: QdrantIndex, embedder: Embedder, enc: BM25Encoder) -> None:
+    """The mirror and Qdrant itself rank and score alike, in every mode, under a few filters."""
+    from ragd.retrieval.qdrant_index import HybridParams
+
+    for q, subjects in [
+        ("cats and dogs animals", ()),
+        ("quantum vitamin cats", ("group:physics", "user:alice")),
+    ]:
+        flt = SearchFilter(tenant="t1", collection_ids=["c1", "c2"], subjects=subjects)
+        for mode, fusion in [("dense", "rrf"), ("sparse", "rrf"), ("hybrid", "rrf"), ("hybrid", "dbsf")]:
+            args: dict[str, Any] = {
+                "mode": mode,
+                "limit": 6,
+                "dense": embedder.embed_query(q),
+                "sparse": enc.encode_query(q),
+                "hybrid": HybridParams(fusion=fusion),  # type: ignore[arg-type]
+            }
+            got = [(h.point_id, round(h.score, 4)) for h in fast.query(flt, **args)]
+            want = [(h.point_id, round(h.score, 4)) for h in plain.query(flt, **args)]
+            # Equal scores may come in any order (Qdrant's own order for ties is its sort's), and
+            # the tie that straddles the limit may keep different points.
+            assert [sc for _, sc in got] == [sc for _, sc in want], (q, mode, fusion, got, want)
+            last = want[-1][1] if want else None
+            for score in {sc for _, sc in want} - {last}:
+                assert {i for i, sc in got if sc == score} == {i for i, sc in want if sc == score}, (q, mode)
+
+
+def test_local_mirror_follows_writes_without_rereading_the_collection(embedder: Embedder) -> None:
+    """Each kind of write is applied to the mirror by re-reading only the points it touched."""
+    from qdrant_client.http import models as qm
+
+    client = QdrantClient(location=":memory:")
+    fast = QdrantIndex(client, "ragd_chunks__x", embedder.dim)
+    plain = QdrantIndex(client, "ragd_chunks__x", embedder.dim, accelerate_local=False)
+    assert fast._mirror is not None
+    stats = fast._mirror.stats
+    enc = BM25Encoder()
+    name = "ragd_chunks__x"
+    fast.upsert(_records(embedder, enc) + _records(embedder, enc, tenant="t2"))
+    _same_answers(fast, plain, embedder, enc)
+    assert stats.full_builds == 1
+
+    def doc(document_id: str, tenant: str = "t1") -> list[qm.Condition]:
+        return [
+            qm.FieldCondition(key="tenant", match=qm.MatchValue(value=tenant)),
+            qm.FieldCondition(key="document_id", match=qm.MatchValue(value=document_id)),
+        ]
+
+    # Ingestion's pattern: version 2 upserted unpublished, then published and version 1 retired.
+    revised = [f"{text} Revised." for _, text, _ in DOCS[:2]]  # distinct vectors: no score ties
+    v2 = [
+        ChunkRecord(
+            point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"v2/{d}")),
+            dense=v,
+            sparse=sv,
+            payload={
+                "tenant": "t1",
+                "collection_id": "c1",
+                "document_id": d,
+                "version": 2,
+                "acl": [],
+                "text": text,
+                "source": f"{d}.md",
+                "created_at": 2000.0,
+                "metadata": {},
+            },
+        )
+        for d, text, v, sv in zip(
+            ["d0", "d1"],
+            revised,
+            embedder.embed_documents(revised),
+            enc.encode_documents(revised),
+            strict=True,
+        )
+    ]
+    fast.upsert(v2)
+    _same_answers(fast, plain, embedder, enc)
+    client.batch_update_points(
+        name,
+        update_operations=[
+            qm.SetPayloadOperation(
+                set_payload=qm.SetPayload(payload={"acl": ["*"]}, points=[r.point_id.upper() for r in v2])
+            ),
+            qm.DeleteOperation(
+                delete=qm.FilterSelector(
+                    filter=qm.Filter(
+                        must=doc("d0"),
+                        must_not=[qm.FieldCondition(key="version", match=qm.MatchValue(value=2))],
+                    )
+                )
+            ),
+        ],
+    )
+    _same_answers(fast, plain, embedder, enc)
+    # Payload writes by filter and by id, vector writes, deletes by id.
+    client.set_payload(name, payload={"collection_id": "c2"}, points=qm.Filter(must=doc("d3")))
+    _same_answers(fast, plain, embedder, enc)
+    d4 = fast.query(
+        SearchFilter(tenant="t1", collection_ids=["c1"], subjects=("user:alice",)),
+        mode="dense",
+        limit=1,
+        dense=embedder.embed_query(DOCS[4][1]),
+    )[0]
+    client.overwrite_payload(name, payload={**d4.payload, "acl": ["*"], "tenant": "t1"}, points=[d4.point_id])
+    _same_answers(fast, plain, embedder, enc)
+    client.update_vectors(
+        name, points=[qm.PointVectors(id=v2[1].point_id, vector={DENSE: embedder.embed_query("qubits")})]
+    )
+    _same_answers(fast, plain, embedder, enc)
+    client.delete_vectors(name, vectors=[SPARSE], points=[v2[0].point_id])
+    _same_answers(fast, plain, embedder, enc)
+    client.delete_payload(name, keys=["acl"], points=qm.FilterSelector(filter=qm.Filter(must=doc("d1"))))
+    client.delete(name, points_selector=qm.PointIdsList(points=[d4.point_id]))
+    _same_answers(fast, plain, embedder, enc)
+    assert stats.full_builds == 1 and stats.refreshes == 7  # one per query after writes
+    # Writes that build on each other before any query: a filtered delete must still find the
+    # point whose payload an earlier, not yet applied, write changed.
+    moved = v2[1].point_id
+    client.set_payload(name, payload={"document_id": "d8"}, points=[moved])
+    client.delete(name, points_selector=qm.FilterSelector(filter=qm.Filter(must=doc("d8"))))
+    _same_answers(fast, plain, embedder, enc)
+    assert client.retrieve(name, [moved]) == [] and stats.full_builds == 1
+
+    # Many new points: the overlay is folded into the base from memory, still without a scroll.
+    # Every text that shares a query term has its own length, so no two BM25 scores tie.
+    texts = [
+        f"cats {' '.join(f'w{i}x{j}' for j in range(i // 3))}" if i % 3 == 0 else f"note {i} on topic{i}"
+        for i in range(600)
+    ]
+    bulk = [
+        ChunkRecord(
+            point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulk/{i}")),
+            dense=v,
+            sparse=sv,
+            payload={
+                "tenant": "t1",
+                "collection_id": "c2",
+                "document_id": f"b{i}",
+                "version": 1,
+                "acl": ["*"],
+            },
+        )
+        for i, (v, sv) in enumerate(
+            zip(embedder.embed_documents(texts), enc.encode_documents(texts), strict=True)
+        )
+    ]
+    for start in range(0, 600, 100):
+        fast.upsert(bulk[start : start + 100])
+        _same_answers(fast, plain, embedder, enc)
+    assert stats.compactions >= 1 and stats.full_builds == 1
+    # A write the mirror cannot itemise (a generator of points) makes it read everything again.
+    client.upload_points(
+        name, points=(p for p in [qm.PointStruct(id=bulk[0].point_id, vector={}, payload={})])
+    )
+    _same_answers(fast, plain, embedder, enc)
+    assert stats.full_builds == 2
+
+
+def test_write_descriptions() -> None:
+    """Which points a write may touch, as the client wrapper reads it from the call's arguments."""
+    from qdrant_client.http import models as qm
+
+    from ragd.retrieval.local_search import describe_write, point_key
+
+    u = uuid.uuid4()
+    assert point_key(str(u).upper()) == point_key(u) == str(u) and point_key(7) == "7"
+    (c,) = describe_write(
+        "upsert", {"collection_name": "c", "points": qm.Batch(ids=[1, 2], vectors=[[0.0], [1.0]])}
+    )
+    assert c.ids == ("1", "2") and not c.full
+    flt = qm.Filter(must=[qm.FieldCondition(key="tenant", match=qm.MatchValue(value="t"))])
+    (c,) = describe_write(
+        "delete", {"collection_name": "c", "points_selector": qm.FilterSelector(filter=flt)}
+    )
+    assert c.filters == (flt,) and not c.ids
+    assert describe_write("upsert", {"collection_name": "c", "points": iter([])})[0].full
+    assert describe_write("recreate_collection", {"collection_name": "c"})[0].full
+    assert describe_write("delete", {"points_selector": [1]})[0].full  # no collection: every mirror
+    ops = [
+        qm.ClearPayloadOperation(clear_payload=qm.PointIdsList(points=[u])),
+        qm.DeletePayloadOperation(delete_payload=qm.DeletePayload(keys=["a"])),
+    ]
+    a, b = describe_write("batch_update_points", {"collection_name": "c", "update_operations": ops})
+    assert a.ids == (str(u),) and b.full
