@@ -254,12 +254,16 @@ _COLUMNS = {"tenant": "tenant", "collection_id": "collection", "document_id": "d
 
 @dataclass
 class _Segment:
-    """Rows packed for vectorised scoring; immutable once built."""
+    """Rows packed for vectorised scoring; immutable once built. Only the packed form is kept
+    (no per-row objects): :meth:`row` unpacks one when the base is re-packed."""
 
-    rows: list[_Row]
+    ids: list[str]
+    keys: list[str]
+    payloads: list[dict[str, Any]]
     dim: int
     dense: npt.NDArray[np.float32]
-    sparse: Any  # scipy.sparse.csc_matrix, rows x vocabulary columns
+    sparse: Any  # scipy.sparse.csc_matrix, rows x vocabulary columns (query terms pick columns)
+    by_row: Any  # the same matrix as CSR (a row's terms: dead rows, unpacking)
     vocab: npt.NDArray[np.int64]  # sorted term ids, one per column
     df: npt.NDArray[np.int64]  # rows holding each column's term
     has_sparse: npt.NDArray[np.bool_]
@@ -271,10 +275,21 @@ class _Segment:
     acl_rows: dict[str, npt.NDArray[np.int64]]
     created_at: npt.NDArray[np.float64]
     pos: dict[str, int] = field(default_factory=dict)  # point key -> row
-    _csr: Any = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.ids)
+
+    def row(self, i: int) -> _Row:
+        """Row ``i`` unpacked (copies: the new base must not keep this one's arrays alive)."""
+        start, end = self.by_row.indptr[i], self.by_row.indptr[i + 1]
+        return _Row(
+            self.ids[i],
+            self.keys[i],
+            self.payloads[i],
+            np.array(self.dense[i]) if self.dim else None,
+            self.vocab[self.by_row.indices[start:end]].astype(np.int64),
+            np.array(self.by_row.data[start:end], dtype=np.float64),
+        )
 
     def columns_of(
         self, terms: Sequence[int] | npt.NDArray[np.int64]
@@ -290,9 +305,7 @@ class _Segment:
 
     def row_terms_df(self, rows: Sequence[int]) -> npt.NDArray[np.int64]:
         """Per column, how many of ``rows`` hold its term (to take dead rows out of IDF)."""
-        if self._csr is None:
-            self._csr = self.sparse.tocsr()
-        return np.bincount(self._csr[list(rows)].indices, minlength=len(self.vocab)).astype(np.int64)
+        return np.bincount(self.by_row[list(rows)].indices, minlength=len(self.vocab)).astype(np.int64)
 
 
 def _segment(rows: list[_Row], dim: int | None = None) -> _Segment:
@@ -321,10 +334,13 @@ def _segment(rows: list[_Row], dim: int | None = None) -> _Segment:
             if subject != "*":
                 by_subject.setdefault(str(subject), []).append(i)
     return _Segment(
-        rows=rows,
+        ids=[r.id for r in rows],
+        keys=[r.key for r in rows],
+        payloads=payloads,
         dim=dim,
         dense=dense,
         sparse=matrix,
+        by_row=matrix.tocsr(),
         vocab=vocab.astype(np.int64),
         df=np.diff(matrix.indptr).astype(np.int64),
         has_sparse=lengths > 0,
@@ -486,7 +502,7 @@ class LocalMirror:
         if len(overlay) > limit or dead > 2 * limit:
             # Fold the overlay into a new base, from memory: dense rows, terms and payloads are here.
             self.stats.compactions += 1
-            kept = [r for r, live in zip(st.base.rows, alive, strict=True) if live]
+            kept = [st.base.row(int(i)) for i in np.flatnonzero(alive)]
             return self._state_of(_segment(kept + list(overlay.values())))
         return _State(
             st.base,
@@ -508,7 +524,7 @@ class LocalMirror:
         for cond in must:
             if isinstance(cond, qm.HasIdCondition):
                 ids = {point_key(i) for i in cond.has_id}
-                mask &= np.fromiter((r.key in ids for r in base.rows), bool, len(base))
+                mask &= np.fromiter((k in ids for k in base.keys), bool, len(base))
                 overlay = [r for r in overlay if r.key in ids]
                 continue
             if not isinstance(cond, qm.FieldCondition) or "." in cond.key or "[" in cond.key:
@@ -527,11 +543,7 @@ class LocalMirror:
                 keyed.append((cond.key, wanted))
             overlay = [r for r in overlay if _may_match(r.payload.get(cond.key), wanted)]
         rows = np.flatnonzero(mask)
-        keys = {
-            base.rows[i].key
-            for i in rows
-            if all(_may_match(base.rows[i].payload.get(k), w) for k, w in keyed)
-        }
+        keys = {base.keys[i] for i in rows if all(_may_match(base.payloads[i].get(k), w) for k, w in keyed)}
         return keys | {r.key for r in overlay}
 
     def _row(self, p: Any) -> _Row:
@@ -573,7 +585,7 @@ class LocalMirror:
             mask &= s.created_at <= flt.created_before
         if flt.metadata:
             for i in np.flatnonzero(mask):
-                meta = s.rows[i].payload.get("metadata") or {}
+                meta = s.payloads[i].get("metadata") or {}
                 if not all(_matches(meta.get(k), v) for k, v in flt.metadata.items()):
                     mask[i] = False
         return mask
@@ -686,8 +698,8 @@ def _top(scored: list[_Scored], limit: int) -> list[Any]:
     order = part[np.lexsort((order_key[part], -scores[part]))]
     out = []
     for i in order:
-        r = scored[int(which[i])].part.segment.rows[int(rows[i])]
-        out.append(_Point(r.id, float(scores[i]), r.payload))
+        seg, row = scored[int(which[i])].part.segment, int(rows[i])
+        out.append(_Point(seg.ids[row], float(scores[i]), seg.payloads[row]))
     return out
 
 
