@@ -17,6 +17,7 @@ import numpy.typing as npt
 from ragd.guardrails.injection_classifier import InjectionClassifier, segment_spans, segments
 from ragd.guardrails.injection_rules import match_rules
 from ragd.guardrails.text_encoder import CachedEncoder
+from ragd.retrieval.base import SpanPoolingEmbedder
 
 REMOVED_MARKER = "[instruction-like text removed by ragd]"
 #: Chunks are long; score at most this many characters from each end.
@@ -76,10 +77,9 @@ class InjectionScanner:
         """
         if self.encoder.embedder is not embedder or any(len(t) > MAX_CHUNK_CHARS for t in texts):
             return None
-        pooled = getattr(embedder, "embed_with_spans", None)
         in_context: list[npt.NDArray[np.float32]] | None = None
-        if pooled is not None:
-            vectors, in_context = pooled(texts, [segment_spans(t) for t in texts])
+        if isinstance(embedder, SpanPoolingEmbedder):
+            vectors, in_context = embedder.embed_with_spans(texts, [segment_spans(t) for t in texts])
         else:
             vectors = self.encoder.embedder.embed_documents(texts)
         scores = self.classifier.score_many(

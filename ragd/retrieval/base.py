@@ -50,6 +50,18 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class SpanPoolingEmbedder(Embedder, Protocol):
+    """An embedder that also pools character spans of each text from the same encoder pass
+    (the ONNX embedder); ingestion's injection scan uses the span vectors to pick sentences."""
+
+    def embed_with_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
+        """Embeddings of ``texts`` and, per text, one in-context vector per span (NaN if truncated)."""
+        ...
+
+
+@runtime_checkable
 class SparseEncoder(Protocol):
     """Sparse (BM25-style) encoder; IDF is applied by Qdrant's IDF modifier at query time."""
 
