@@ -256,6 +256,7 @@ async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str,
         pid=lambda: live.ragd.server.pid if live.ragd.server else None,
         db_connections=pg.connections if pg is not None else None,
         queue_depth=live.ragd.job_backlog,
+        chunks_written=live.ragd.chunks_written,
         interval_s=10.0,
     )
     stop = asyncio.Event()
@@ -267,6 +268,7 @@ async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str,
     end = live.rec.now()
     stop.set()
     await sampling
+    slopes = sampler.slopes()
     half = (start + end) / 2
     first = summarize(live.rec.window(start, half), half - start)
     second = summarize(live.rec.window(half, end), end - half)
@@ -278,7 +280,14 @@ async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str,
         "error_rate_second_half": {c: round(s.error_rate, 4) for c, s in second.items()},
         "p95_first_half": {c: s.p95_ms for c, s in first.items()},
         "p95_second_half": {c: s.p95_ms for c, s in second.items()},
-        "slopes_per_min": sampler.slopes(),
+        "slopes_per_min": slopes,
+        # Memory that grows with the index is data, not a leak: RSS per 1,000 chunks written.
+        "rss_mb_per_1000_chunks": (
+            round(1000 * slopes["rss_mb"] / slopes["chunks_written"], 1)
+            if slopes.get("rss_mb") is not None and slopes.get("chunks_written")
+            else None
+        ),
+        "samples": sampler.samples[::6],  # one a minute
         "first_sample": sampler.samples[0] if sampler.samples else None,
         "last_sample": sampler.samples[-1] if sampler.samples else None,
     }

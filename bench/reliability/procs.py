@@ -405,7 +405,14 @@ class Ragd:
 
     def job_backlog(self) -> int | None:
         """Jobs not yet finished (queued or running), read straight from the metadata store."""
-        sql = "select count(*) from jobs where status in ('queued', 'running')"
+        return self._scalar("select count(*) from jobs where status in ('queued', 'running')")
+
+    def chunks_written(self) -> int | None:
+        """Chunks of every document version ever indexed, replaced or deleted ones included (what
+        an in-memory index holds until a restart: Qdrant local mode only flags deleted points)."""
+        return self._scalar("select coalesce(sum(chunk_count), 0) from document_versions")
+
+    def _scalar(self, sql: str) -> int | None:
         if self.deployment.db_url:
             import psycopg
 

@@ -92,6 +92,7 @@ class ResourceSampler:
     pid: Callable[[], int | None]
     db_connections: Callable[[], int | None] | None = None
     queue_depth: Callable[[], int | None] | None = None
+    chunks_written: Callable[[], int | None] | None = None
     interval_s: float = 5.0
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -107,7 +108,12 @@ class ResourceSampler:
                 row["rss_mb"] = sum(q.memory_info().rss for q in procs) / 2**20
                 row["open_files"] = sum(q.num_fds() for q in procs)
                 row["threads"] = sum(q.num_threads() for q in procs)
-        for name, fn in (("db_connections", self.db_connections), ("queue_depth", self.queue_depth)):
+        gauges = (
+            ("db_connections", self.db_connections),
+            ("queue_depth", self.queue_depth),
+            ("chunks_written", self.chunks_written),
+        )
+        for name, fn in gauges:
             if fn is not None:
                 with contextlib.suppress(Exception):
                     row[name] = fn()
@@ -121,7 +127,7 @@ class ResourceSampler:
                 await asyncio.wait_for(stop.wait(), self.interval_s)
 
     def slopes(self) -> dict[str, float | None]:
-        keys = ("rss_mb", "open_files", "threads", "db_connections", "queue_depth")
+        keys = ("rss_mb", "open_files", "threads", "db_connections", "queue_depth", "chunks_written")
         return {
             k: _round(slope_per_min([(s["t"], float(s[k])) for s in self.samples if s.get(k) is not None]))
             for k in keys
