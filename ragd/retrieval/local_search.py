@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 import threading
 import uuid
@@ -71,6 +72,8 @@ _WRITE_METHODS = (
     "create_collection",
     "recreate_collection",
 )
+log = logging.getLogger(__name__)
+
 _TRACKER_ATTR = "_ragd_write_tracker"
 _ANY_COLLECTION = "\x00any"  # a write whose collection could not be read: every mirror rebuilds
 # Past this many pending point ids a mirror stops listing them and rebuilds from Qdrant instead.
@@ -427,7 +430,11 @@ class LocalMirror:
                 if full or self._state is None:
                     self._state = self._rebuild()
                 elif changes:
-                    self._state = self._refresh(self._state, changes)
+                    try:
+                        self._state = self._refresh(self._state, changes)
+                    except Exception:  # noqa: BLE001 - e.g. an id Qdrant refuses: read it all again
+                        log.warning("incremental mirror refresh failed; rebuilding", exc_info=True)
+                        self._state = self._rebuild()
             except BaseException:
                 with self._pending_lock:  # try again on the next query, from scratch
                     self._pending, self._pending_ids, self._pending_full = [], 0, True
@@ -469,7 +476,7 @@ class LocalMirror:
         if len(touched) > max(_RETRIEVE_BATCH, len(st.base) // 4):
             return self._rebuild()  # a scroll beats fetching most of the collection by id
         fresh: list[_Row] = []
-        keys = sorted(touched)
+        keys: list[Any] = [int(k) if k.isdigit() else k for k in sorted(touched)]  # integer ids
         for start in range(0, len(keys), _RETRIEVE_BATCH):
             fresh.extend(
                 self._row(p)

@@ -444,3 +444,33 @@ def test_write_descriptions() -> None:
     ]
     a, b = describe_write("batch_update_points", {"collection_name": "c", "update_operations": ops})
     assert a.ids == (str(u),) and b.full
+
+
+def test_local_mirror_follows_writes_to_integer_point_ids(embedder: Embedder) -> None:
+    """Points written with integer ids (by another client of the collection) are re-read by id too."""
+    from qdrant_client.http import models as qm
+
+    client = QdrantClient(location=":memory:")
+    fast = QdrantIndex(client, "ragd_chunks__x", embedder.dim)
+    plain = QdrantIndex(client, "ragd_chunks__x", embedder.dim, accelerate_local=False)
+    enc = BM25Encoder()
+    fast.upsert(_records(embedder, enc))
+    _same_answers(fast, plain, embedder, enc)
+    texts = ["Cats and dogs share a house.", "Quantum cats in boxes."]
+    vectors, sparse = embedder.embed_documents(texts), enc.encode_documents(texts)
+    payload = {"tenant": "t1", "collection_id": "c1", "document_id": "int", "version": 1, "acl": ["*"]}
+    client.upsert(
+        "ragd_chunks__x",
+        points=[
+            qm.PointStruct(
+                id=i + 1,
+                vector={DENSE: list(map(float, v)), SPARSE: qm.SparseVector(indices=s.indices, values=s.values)},
+                payload=payload,
+            )
+            for i, (v, s) in enumerate(zip(vectors, sparse, strict=True))
+        ],
+    )
+    _same_answers(fast, plain, embedder, enc)
+    client.set_payload("ragd_chunks__x", payload={"acl": ["user:nobody"]}, points=[1])
+    _same_answers(fast, plain, embedder, enc)
+    assert fast._mirror is not None and fast._mirror.stats.full_builds == 1
