@@ -432,7 +432,7 @@ class LocalMirror:
                 elif changes:
                     try:
                         self._state = self._refresh(self._state, changes)
-                    except Exception:  # noqa: BLE001 - e.g. an id Qdrant refuses: read it all again
+                    except Exception:  # e.g. an id Qdrant refuses: read it all again
                         log.warning("incremental mirror refresh failed; rebuilding", exc_info=True)
                         self._state = self._rebuild()
             except BaseException:

@@ -464,7 +464,10 @@ def test_local_mirror_follows_writes_to_integer_point_ids(embedder: Embedder) ->
         points=[
             qm.PointStruct(
                 id=i + 1,
-                vector={DENSE: list(map(float, v)), SPARSE: qm.SparseVector(indices=s.indices, values=s.values)},
+                vector={
+                    DENSE: list(map(float, v)),
+                    SPARSE: qm.SparseVector(indices=s.indices, values=s.values),
+                },
                 payload=payload,
             )
             for i, (v, s) in enumerate(zip(vectors, sparse, strict=True))
