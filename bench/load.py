@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.reliability.harness import Live, live_ragd
 from bench.reliability.scenarios import SCENARIOS, FaultResult
-from bench.reliability.stats import ResourceSampler, summarize
+from bench.reliability.stats import ClassStats, ResourceSampler, summarize
 
 #: Users per step of the ramp, per class.
 LEVELS = {"search": [1, 2, 4, 8, 16, 32], "chat": [1, 2, 4], "chat_stream": [1, 2, 4], "upload": [1, 2, 4]}
@@ -49,6 +49,11 @@ def _objectives(args: argparse.Namespace) -> dict[str, float]:
         "chat_stream": args.chat_p95_ms,
         "upload": args.upload_p95_ms,
     }
+
+
+def _meets(s: ClassStats, p95_objective_ms: float, args: argparse.Namespace) -> bool:
+    """Whether one class's stats meet its p95 objective and the error-rate ceiling."""
+    return s.p95_ms is not None and s.p95_ms <= p95_objective_ms and s.error_rate <= args.max_error_rate
 
 
 async def ramp(live: Live, args: argparse.Namespace) -> dict[str, Any]:
@@ -73,11 +78,7 @@ async def ramp(live: Live, args: argparse.Namespace) -> dict[str, Any]:
             )
             t1 = live.rec.now()
             s = summarize([o for o in live.rec.window(t0, t1) if o.cls == cls], t1 - t0)[cls]
-            ok = (
-                s.p95_ms is not None
-                and s.p95_ms <= _objectives(args)[cls]
-                and s.error_rate <= args.max_error_rate
-            )
+            ok = _meets(s, _objectives(args)[cls], args)
             step = {
                 "users": users,
                 "rate_per_s": round(s.rate_per_s, 3),
@@ -130,11 +131,7 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
         await live.traffic.run_rate(rates | {"job": rates.get("upload", 0) * 3}, args.step_s * 2)
         t1 = live.rec.now()
         stats = summarize([o for o in live.rec.window(t0, t1) if o.cls in rates], t1 - t0)
-        failing = [
-            c
-            for c, st in stats.items()
-            if st.p95_ms is None or st.p95_ms > objectives[c] or st.error_rate > args.max_error_rate
-        ]
+        failing = [c for c, st in stats.items() if not _meets(st, objectives[c], args)]
         step = {
             "fraction": fraction,
             "rates": rates,

@@ -169,7 +169,6 @@ class WriteTracker:
     """Tells the mirrors of a collection about each write made through one QdrantClient."""
 
     def __init__(self) -> None:
-        self.generation = 0  # writes seen, for diagnostics
         self.lock = threading.Lock()
         self._mirrors: dict[str, weakref.WeakSet[LocalMirror]] = {}
 
@@ -179,7 +178,6 @@ class WriteTracker:
 
     def record(self, changes: Iterable[Change]) -> None:
         with self.lock:
-            self.generation += 1
             every = [m for ms in self._mirrors.values() for m in ms]
             targets = [(c, list(self._mirrors.get(c.collection, ()))) for c in changes]
         for change, mirrors in targets:
@@ -315,7 +313,8 @@ def _segment(rows: list[_Row], dim: int | None = None) -> _Segment:
     from scipy import sparse as sp
 
     n = len(rows)
-    dim = dim if dim is not None else max((len(r.dense) for r in rows if r.dense is not None), default=0)
+    # A base read while the collection was empty has no dimension yet: take it from the rows.
+    dim = dim or max((len(r.dense) for r in rows if r.dense is not None), default=0)
     dense = np.zeros((n, dim), np.float32)
     for i, r in enumerate(rows):
         if r.dense is not None and len(r.dense) == dim:
@@ -456,14 +455,15 @@ class LocalMirror:
         return self._state_of(_segment(rows))
 
     @staticmethod
-    def _state_of(base: _Segment, overlay: dict[str, _Row] | None = None) -> _State:
+    def _state_of(base: _Segment) -> _State:
+        """A state with every row of ``base`` live and no overlay."""
         return _State(
             base=base,
             alive=np.ones(len(base), bool),
             dead_df=np.zeros(len(base.vocab), np.int64),
             dead_sparse=0,
-            overlay=overlay or {},
-            delta=_segment(list((overlay or {}).values()), base.dim or None),
+            overlay={},
+            delta=_segment([], base.dim),
         )
 
     def _refresh(self, st: _State, changes: list[Change]) -> _State:
@@ -517,7 +517,7 @@ class LocalMirror:
             dead_df,
             dead_sparse,
             overlay,
-            _segment(list(overlay.values()), st.base.dim or None),
+            _segment(list(overlay.values()), st.base.dim),
         )
 
     def _selected(self, st: _State, flt: Any) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,27 @@ def test_local_mirror_answers_like_qdrant(settings: Settings, embedder: Embedder
     )
 
 
+def _chunk_records(
+    embedder: Embedder,
+    enc: SparseEncoder,
+    texts: list[str],
+    key: Callable[[int], str],
+    payload: Callable[[int, str], dict[str, Any]],
+) -> list[ChunkRecord]:
+    """One record per text, embedded and encoded, with a uuid5 id from ``key(i)``."""
+    return [
+        ChunkRecord(
+            point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, key(i))),
+            dense=v,
+            sparse=sv,
+            payload=payload(i, text),
+        )
+        for i, (text, v, sv) in enumerate(
+            zip(texts, embedder.embed_documents(texts), enc.encode_documents(texts), strict=True)
+        )
+    ]
+
+
 def _same_answers(fast: QdrantIndex, plain: QdrantIndex, embedder: Embedder, enc: BM25Encoder) -> None:
     """The mirror and Qdrant itself rank and score alike, in every mode, under a few filters."""
     from ragd.retrieval.qdrant_index import HybridParams
@@ -310,31 +332,23 @@ def test_local_mirror_follows_writes_without_rereading_the_collection(embedder: 
 
     # Ingestion's pattern: version 2 upserted unpublished, then published and version 1 retired.
     revised = [f"{text} Revised." for _, text, _ in DOCS[:2]]  # distinct vectors: no score ties
-    v2 = [
-        ChunkRecord(
-            point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"v2/{d}")),
-            dense=v,
-            sparse=sv,
-            payload={
-                "tenant": "t1",
-                "collection_id": "c1",
-                "document_id": d,
-                "version": 2,
-                "acl": [],
-                "text": text,
-                "source": f"{d}.md",
-                "created_at": 2000.0,
-                "metadata": {},
-            },
-        )
-        for d, text, v, sv in zip(
-            ["d0", "d1"],
-            revised,
-            embedder.embed_documents(revised),
-            enc.encode_documents(revised),
-            strict=True,
-        )
-    ]
+    v2 = _chunk_records(
+        embedder,
+        enc,
+        revised,
+        key=lambda i: f"v2/d{i}",
+        payload=lambda i, text: {
+            "tenant": "t1",
+            "collection_id": "c1",
+            "document_id": f"d{i}",
+            "version": 2,
+            "acl": [],
+            "text": text,
+            "source": f"d{i}.md",
+            "created_at": 2000.0,
+            "metadata": {},
+        },
+    )
     fast.upsert(v2)
     _same_answers(fast, plain, embedder, enc)
     client.batch_update_points(
@@ -389,23 +403,19 @@ def test_local_mirror_follows_writes_without_rereading_the_collection(embedder: 
         f"cats {' '.join(f'w{i}x{j}' for j in range(i // 3))}" if i % 3 == 0 else f"note {i} on topic{i}"
         for i in range(600)
     ]
-    bulk = [
-        ChunkRecord(
-            point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulk/{i}")),
-            dense=v,
-            sparse=sv,
-            payload={
-                "tenant": "t1",
-                "collection_id": "c2",
-                "document_id": f"b{i}",
-                "version": 1,
-                "acl": ["*"],
-            },
-        )
-        for i, (v, sv) in enumerate(
-            zip(embedder.embed_documents(texts), enc.encode_documents(texts), strict=True)
-        )
-    ]
+    bulk = _chunk_records(
+        embedder,
+        enc,
+        texts,
+        key=lambda i: f"bulk/{i}",
+        payload=lambda i, _: {
+            "tenant": "t1",
+            "collection_id": "c2",
+            "document_id": f"b{i}",
+            "version": 1,
+            "acl": ["*"],
+        },
+    )
     for start in range(0, 600, 100):
         fast.upsert(bulk[start : start + 100])
         _same_answers(fast, plain, embedder, enc)
