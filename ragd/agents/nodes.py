@@ -185,7 +185,9 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         tops = {r[0]: r[2][0].point_id for r in results[1:] if r[2]}
         origins.update({name: [k for other, k in tops.items() if other != name] for name in tops})
     hop = fuse(results)
-    for name, origin in bridge_queries(state["question"], hop[2:] if retry else hop, scorer):
+    # Scoring sentences embeds them: off the event loop, which other requests share.
+    bridges = await asyncio.to_thread(bridge_queries, state["question"], hop[2:] if retry else hop, scorer)
+    for name, origin in bridges:
         bridge = f"{state['question']} {name}"
         origins[bridge] = [origin]
         results.append((bridge, 0.7, await _search(ctx, bridge, 4, calls)))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from ragd.agents.evidence import bridge_queries, entities, question_entities, split_sentences
 from ragd.agents.state import Passage
 from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
@@ -80,3 +84,62 @@ def test_a_number_the_passages_do_not_state_is_unsupported() -> None:
     assert not invented[0].supported and "1968" in invented[0].missing
     stated = check_answer("Virginia Commonwealth University [1].", evidence, question)
     assert stated[0].supported
+
+
+class _SlowEmbedder:
+    """Unit vectors after a blocking pause (stands in for a CPU-bound ONNX forward pass)."""
+
+    name = "slow"
+    dim = 4
+
+    def _vectors(self, n: int) -> Any:
+        import numpy as np
+
+        time.sleep(0.15)
+        return np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (n, 1))
+
+    def embed_query(self, text: str) -> Any:
+        return self._vectors(1)[0]
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        return self._vectors(len(texts))
+
+
+class _Knowledge:
+    async def search(self, query: str, *, top_k: int) -> list[SearchHit]:
+        return [
+            _passage(
+                "a", "Kiss and Tell", "Kiss and Tell is a film starring Shirley Temple as Corliss Archer."
+            ).hit
+        ]
+
+
+def test_retrieval_scores_sentences_off_the_event_loop() -> None:
+    """Bridge-entity scoring embeds sentences: other requests keep being served meanwhile."""
+    from langgraph.runtime import Runtime
+
+    from ragd.agents import nodes
+    from ragd.agents.state import AgentContext
+
+    ctx = AgentContext(knowledge=_Knowledge(), llm=None, embedder=_SlowEmbedder(), tools=[])  # type: ignore[arg-type]
+
+    async def run() -> tuple[int, dict[str, Any]]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        update = await nodes.retrieve({"question": "Who played Corliss Archer?"}, Runtime(context=ctx))
+        done.set()
+        await task
+        return ticks, update
+
+    ticks, update = asyncio.run(run())
+    assert any("Shirley Temple" in q for q in update["queries"])  # the bridge hop ran
+    # Two blocking embeds of 0.15 s each: a loop left free ticks many times meanwhile.
+    assert ticks >= 10
