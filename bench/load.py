@@ -23,6 +23,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -246,7 +248,9 @@ async def profiled_mix(live: Live, rates: dict[str, float], seconds: int, out_di
     return prof
 
 
-async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str, Any]:
+async def soak(
+    live: Live, rates: dict[str, float], minutes: float, memtrace_snapshots: bool = True
+) -> dict[str, Any]:
     """Open-loop mixed traffic at ``rates`` for ``minutes``; resources sampled every 10 s."""
     pg = live.pg
     sampler = ResourceSampler(
@@ -259,12 +263,14 @@ async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str,
     stop = asyncio.Event()
     t0 = time.monotonic()
     sampling = asyncio.create_task(sampler.run(stop, t0))
+    snapshots = asyncio.create_task(_memtrace_snapshots(live, stop, memtrace_snapshots))
     start = live.rec.now()
     mix = dict(rates) | {"job": rates.get("upload", 0) * 3, "session": 0.2, "probe": 0.5}
     await live.traffic.run_rate(mix, minutes * 60)
     end = live.rec.now()
     stop.set()
     await sampling
+    snaps, trim = await snapshots
     slopes = sampler.slopes()
     half = (start + end) / 2
     first = summarize(live.rec.window(start, half), half - start)
@@ -284,10 +290,57 @@ async def soak(live: Live, rates: dict[str, float], minutes: float) -> dict[str,
             if slopes.get("rss_mb") is not None and slopes.get("chunks_written")
             else None
         ),
+        "memtrace": _memtrace_report(snaps),
+        "malloc_trim": trim,
         "samples": sampler.samples[::6],  # one a minute
         "first_sample": sampler.samples[0] if sampler.samples else None,
         "last_sample": sampler.samples[-1] if sampler.samples else None,
     }
+
+
+async def _memtrace_snapshots(
+    live: Live, stop: asyncio.Event, snapshots: bool, every_s: float = 60.0
+) -> tuple[list[Path], dict[str, Any] | None]:
+    """With ``--memtrace``: a heap snapshot now and every ``every_s`` until stopped (unless
+    ``snapshots`` is off), then one ``malloc_trim`` to see how much of RSS was free heap."""
+    out = live.ragd.deployment.memtrace_dir
+    server = live.ragd.server
+    if out is None or server is None:
+        return [], None
+    n = 0
+    while not stop.is_set():
+        if snapshots:
+            os.kill(server.pid, signal.SIGUSR2)  # the server only: its worker processes don't handle it
+            n += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+    if snapshots:
+        os.kill(server.pid, signal.SIGUSR2)
+        n += 1
+    # Each dump takes a few seconds (a gc pass and the snapshot), one at a time.
+    for _ in range(240):
+        if len(list(out.glob("snap-*.json"))) >= n:
+            break
+        await asyncio.sleep(0.5)
+    os.kill(server.pid, signal.SIGUSR1)
+    trims = out / "trims.jsonl"
+    for _ in range(60):
+        if trims.exists() and trims.read_text().strip():
+            break
+        await asyncio.sleep(0.5)
+    trim = json.loads(trims.read_text().splitlines()[-1]) if trims.exists() else None
+    return sorted(out.glob("snap-*.pickle")), trim
+
+
+def _memtrace_report(snaps: list[Path]) -> dict[str, Any] | None:
+    """Diff the snapshot taken two minutes in (after warm-up) against the last one."""
+    if len(snaps) < 3:
+        return None
+    from bench.reliability.memtrace import compare
+
+    report = compare(snaps[2], snaps[-1])
+    print(json.dumps(report, indent=1), flush=True)
+    return report
 
 
 def _print_faults(rows: list[FaultResult]) -> None:
@@ -347,7 +400,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     out_dir = Path(args.json).parent if args.json else Path(".")
     if args.command in ("ramp", "soak", "all"):
-        async with live_ragd(args.deployment, llm_proc=args.llm_proc, seed_docs=args.seed_docs) as live:
+        memtrace = Path(args.memtrace).resolve() if args.memtrace else None
+        async with live_ragd(
+            args.deployment, llm_proc=args.llm_proc, seed_docs=args.seed_docs, memtrace_dir=memtrace
+        ) as live:
             report["deployment"] = args.deployment
             report["startup_s"] = round(live.startup_s, 1)
             report["notes"] = live.notes
@@ -384,7 +440,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if args.command in ("soak", "all") and rates:
                 soak_rates = {c: round(r * args.soak_fraction, 3) for c, r in rates.items()}
                 print(f"  soak {args.minutes} min at {soak_rates}", flush=True)
-                report["soak"] = await soak(live, soak_rates, args.minutes)
+                report["soak"] = await soak(live, soak_rates, args.minutes, not args.no_snapshots)
             report["leaks"] = len(live.checker.leaks)
             report["responses_checked"] = live.checker.checked
     if args.command == "faults" or (args.command == "all" and not args.no_faults):
@@ -415,6 +471,17 @@ def cli() -> None:
     p.add_argument("--soak-fraction", type=float, default=0.7)
     p.add_argument("--rates", default="", help="Soak rates per class, e.g. search=2,chat=0.1,upload=0.5.")
     p.add_argument("--json", default="", help="Write the report here too.")
+    p.add_argument(
+        "--memtrace",
+        default="",
+        help="Soak with the server under bench.reliability.memtrace: a heap snapshot a minute into this "
+        "folder (diffed at the end), then one malloc_trim.",
+    )
+    p.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="With --memtrace: no tracing, only the malloc_trim at the end.",
+    )
     p.add_argument("--no-faults", action="store_true", help="With `all`: ramp and soak only.")
     args = p.parse_args()
     report = asyncio.run(main(args))

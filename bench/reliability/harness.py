@@ -60,6 +60,7 @@ async def live_ragd(
     volume_mb: int | None = None,
     extra_env: dict[str, str] | None = None,
     work: Path | None = None,
+    memtrace_dir: Path | None = None,
 ) -> AsyncIterator[Live]:
     """Start a deployment, set up two tenants with their keys and seed documents; stop it after."""
     tmp = None
@@ -70,7 +71,7 @@ async def live_ragd(
     notes: list[str] = []
     volume = None
     try:
-        dep = Deployment(kind, extra_env=dict(extra_env or {}))
+        dep = Deployment(kind, extra_env=dict(extra_env or {}), memtrace_dir=memtrace_dir)
         data_dir = None
         if volume_mb:
             volume = TinyVolume(work / "vol", volume_mb)

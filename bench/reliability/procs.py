@@ -281,6 +281,7 @@ class Deployment:
     redis_url: str | None = None
     llm_url: str | None = None  # an OpenAI-compatible server tried before the embedded model
     extra_env: dict[str, str] = field(default_factory=dict)
+    memtrace_dir: Path | None = None  # run the server under bench.reliability.memtrace
 
 
 class Ragd:
@@ -341,7 +342,16 @@ class Ragd:
 
     def start(self, timeout_s: float = 240.0) -> float:
         """Start ``ragd serve`` and wait for /healthz; return the seconds it took."""
-        self.server = Proc("ragd-serve", [RAGD, "serve"], self.env(), self.work).start()
+        argv = [RAGD, "serve"]
+        if self.deployment.memtrace_dir is not None:
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.reliability.memtrace",
+                str(self.deployment.memtrace_dir),
+                "serve",
+            ]
+        self.server = Proc("ragd-serve", argv, self.env(), self.work).start()
         return self.wait_up(timeout_s)
 
     def wait_up(self, timeout_s: float) -> float:
