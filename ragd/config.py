@@ -289,6 +289,11 @@ class APISettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Bind address.")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port.")
     max_body_bytes: int = Field(default=1 * MB, ge=1024, description="Limit for non-upload request bodies.")
+    heap_trim_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between malloc_trim calls that return freed heap to the OS (glibc); 0: off.",
+    )
 
 
 class AgentSettings(BaseModel):

@@ -15,6 +15,7 @@ from ragd.api.console import install_console
 from ragd.api.deps import PUBLIC, SECURITY_KEY
 from ragd.api.error_docs import install_error_docs
 from ragd.api.errors import install_error_handlers
+from ragd.api.heap import HeapTrimmer
 from ragd.api.limits import install_limits
 from ragd.api.middleware import RequestContextMiddleware
 from ragd.api.routers import audit, auth, collections, health, keys, users
@@ -42,6 +43,8 @@ from ragd.security.authenticator import Authenticator, build_authenticator
 
 log = logging.getLogger(__name__)
 
+HEAP_TRIM_KEY = "heap_trim"
+
 
 async def build_state(settings: Settings, registry: CollectorRegistry) -> AppState:
     """Open every long-lived resource once (blocking work runs off the event loop)."""
@@ -61,12 +64,18 @@ async def build_state(settings: Settings, registry: CollectorRegistry) -> AppSta
     state.extras[INGESTION_KEY] = ingestion
     state.extras[SEARCH_KEY] = await asyncio.to_thread(SearchService.from_settings, settings, qdrant, engine)
     await monitoring_routes.start_monitoring(state)
+    trimmer = HeapTrimmer(settings.api.heap_trim_interval_s, registry)
+    trimmer.start()
+    state.extras[HEAP_TRIM_KEY] = trimmer
     state.extras[chat_routes.CHAT_KEY] = await asyncio.to_thread(chat_routes.build_chat_service, state)
     return state
 
 
 async def close_state(state: AppState) -> None:
     """Release everything :func:`build_state` opened, in reverse order."""
+    trimmer: HeapTrimmer | None = state.extras.get(HEAP_TRIM_KEY)
+    if trimmer is not None:
+        await trimmer.stop()
     await monitoring_routes.stop_monitoring(state)
     authn: Authenticator | None = state.extras.get(SECURITY_KEY)
     if authn is not None:
