@@ -28,12 +28,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ragd.api.heap import resident_bytes, trim_heap
+
 FRAMES = int(os.environ.get("RAGD_BENCH_MEMTRACE_FRAMES", "12"))
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return (resident_bytes() or 0) / 2**20
 
 
 def _dump(out: Path, n: int) -> None:
@@ -77,15 +78,13 @@ def install(out: Path) -> None:
 
 
 def _trim(out: Path) -> None:
-    """glibc ``malloc_trim(0)``: hand freed heap pages back to the OS; log RSS before and after.
+    """The server's own :func:`~ragd.api.heap.trim_heap`, logged with RSS before and after.
 
     RSS that a trim gives back was free memory the allocator kept (fragmentation), not a leak.
     """
-    import ctypes
-
     before = _rss_mb()
     started = time.perf_counter()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
     row = {
         "time": time.time(),
         "before_mb": before,
