@@ -48,6 +48,9 @@ def content_words(text: str) -> set[str]:
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text`` (a light splitter: chunks are prose; headings become sentences)."""
     out: list[str] = []
+    # The context guard's marker stands where a sentence was removed and ends in "]", not a stop:
+    # set it apart so the sentence after it survives on its own instead of being dropped with it.
+    text = text.replace(REMOVED_MARKER, f"\n\n{REMOVED_MARKER}\n\n")
     for block in re.split(r"\n\s*\n|\n(?=#)", text):
         block = " ".join(block.split()).lstrip("# ")
         out += [s.strip() for s in _SENTENCE_END.split(block) if s.strip()]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ragd.agents.evidence import content_words, split_sentences
 from ragd.agents.state import Passage
+from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.llm_serving.base import Message
 
 SYSTEM_PROMPT = (
@@ -49,9 +51,15 @@ def planner_messages(question: str) -> list[Message]:
     return [Message("user", f"Question: {question}\nPick the tool that helps answer it.")]
 
 
+def quotable(passage: Passage) -> list[str]:
+    """The sentences of ``passage`` an answer may quote: never the context guard's marker."""
+    sentences = passage.sentences or split_sentences(passage.hit.text)
+    return [s for s in sentences if REMOVED_MARKER not in s]
+
+
 def extractive_answer(evidence: Sequence[Passage]) -> str:
     """The labelled answer built without a model (every backend is down)."""
-    lines = [f"{p.evidence_text} [{p.number}]" for p in evidence[:2]]
+    lines = [f"{' '.join(quote)} [{p.number}]" for p in evidence if (quote := quotable(p))][:2]
     return "[Extractive answer: the language model is unavailable] " + " ".join(lines)
 
 
@@ -59,14 +67,12 @@ def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2)
     """An answer made of cited evidence: the top passage's evidence sentences (the ones that
     best match the question), then the next passage's best-matching sentence when it adds
     words the first did not have (the second hop of a multi-hop question)."""
-    from ragd.agents.evidence import content_words
-
     asked = content_words(question)
     parts: list[str] = []
     cited: list[int] = []
     covered: set[str] = set()
-    for passage in list(evidence)[:passages]:
-        sentences = passage.sentences or [passage.hit.text]
+    for passage in [p for p in evidence if quotable(p)][:passages]:
+        sentences = quotable(passage)
         quote = sentences if not parts else [max(sentences, key=lambda s: len(asked & content_words(s)))]
         words = set().union(*(content_words(s) for s in quote))
         if parts and not (words - covered - asked):

@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from ragd.agents.evidence import bridge_queries, entities, question_entities, split_sentences
+from ragd.agents.prompts import extractive_answer, quoted_answer
 from ragd.agents.state import Passage
 from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
+from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.retrieval.base import SearchHit
 
 
@@ -38,6 +40,25 @@ def test_sentences_and_entities() -> None:
         "Annie Morton",
         "Terry Richardson",
     ]
+
+
+def test_answers_never_quote_the_context_guards_marker() -> None:
+    # What the context guard leaves of a chunk whose first sentence was an injected instruction.
+    guarded = f"{REMOVED_MARKER} Boots is an EP by the band Example. It was released in 2004."
+    assert split_sentences(guarded) == [
+        REMOVED_MARKER,
+        "Boots is an EP by the band Example.",
+        "It was released in 2004.",
+    ]
+    only_marker = _passage("a", "Poisoned", REMOVED_MARKER)
+    only_marker.number = 1
+    boots = _passage("b", "Boots", guarded)
+    boots.number = 2
+    answer, cited = quoted_answer("Who released Boots?", [only_marker, boots])
+    assert REMOVED_MARKER not in answer and cited == [2]
+    assert answer.startswith("Boots is an EP by the band Example.")
+    fallback = extractive_answer([only_marker, boots])
+    assert REMOVED_MARKER not in fallback and "Boots is an EP" in fallback and "[2]" in fallback
 
 
 def test_bridge_queries_name_the_entity_the_question_lacks() -> None:
