@@ -71,8 +71,8 @@ def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2)
     parts: list[str] = []
     cited: list[int] = []
     covered: set[str] = set()
-    for passage in [p for p in evidence if quotable(p)][:passages]:
-        sentences = quotable(passage)
+    quotes = [(p, sentences) for p in evidence if (sentences := quotable(p))][:passages]
+    for passage, sentences in quotes:
         quote = sentences if not parts else [max(sentences, key=lambda s: len(asked & content_words(s)))]
         words = set().union(*(content_words(s) for s in quote))
         if parts and not (words - covered - asked):
