@@ -33,7 +33,7 @@ BATCH = 1000
 def _rss_mb() -> float:
     gc.collect()
     trim_heap()
-    return resident_bytes() / 2**20
+    return (resident_bytes() or 0) / 2**20  # None where /proc is missing, as memtrace treats it
 
 
 def main() -> None:
