@@ -34,6 +34,12 @@ class DBSettings(BaseModel):
     )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
     pool_size: int = Field(default=10, ge=1, le=200, description="Connection pool size (PostgreSQL).")
+    pool_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request waits for a pooled connection before a 503 (PostgreSQL).",
+    )
     connect_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds to wait for the database at start-up."
     )

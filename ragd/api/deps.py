@@ -23,6 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlmodel import Session
 
 from ragd.api.state import AppState, StateDep
+from ragd.db.engine import release_connection
 from ragd.db.models import Permission, Role
 from ragd.errors import RateLimited
 from ragd.log_config import request_id_var
@@ -147,7 +148,11 @@ def require_collection(permission: Permission) -> Callable[..., CollectionAccess
         principal: CurrentPrincipal,
         session: SessionDep,
     ) -> CollectionAccess:
-        return resolve_collection(session, principal, collection, permission)
+        access = resolve_collection(session, principal, collection, permission)
+        # Uploads hold the request open while the body streams in and then need the database
+        # again: the lookup's connection must not stay checked out meanwhile.
+        release_connection(session)
+        return access
 
     dep.__name__ = f"require_collection_{permission}"
     return dep

@@ -96,12 +96,26 @@ async def _database_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed checked out for db.pool_timeout_s: the server is overloaded,
+    # which is transient too; a 503 with Retry-After lets clients back off instead of retrying a 500.
+    log.warning("database connection pool exhausted", extra={"error": type(exc).__name__})
+    return _response(
+        503,
+        "service_unavailable",
+        "the server is busy (no database connection free); retry shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception through the envelope."""
     from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     app.add_exception_handler(RagdError, _ragd_error)
     app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled)

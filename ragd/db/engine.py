@@ -32,6 +32,7 @@ def build_engine(settings: Settings) -> Engine:
     else:
         kwargs["pool_size"] = settings.db.pool_size
         kwargs["max_overflow"] = settings.db.pool_size
+        kwargs["pool_timeout"] = settings.db.pool_timeout_s
         kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.db.connect_timeout_s))}
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
@@ -69,6 +70,20 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (every head: issues may add branches)."""
     command.upgrade(alembic_config(engine), "heads")
+
+
+def release_connection(session: Session) -> None:
+    """End ``session``'s transaction so that its pooled connection goes back to the pool.
+
+    Call it after a request's reads (authorization, lookups) and before work that takes long or
+    needs the database again through another session: a request that keeps a connection checked
+    out while it waits on the pool, on other threads or on its client can exhaust the pool for
+    everyone (measured: a scale-out soak locked up within three minutes). The session stays
+    usable; its next query checks a connection out again. Loaded objects keep their attributes
+    (sessions here never expire on commit).
+    """
+    if session.in_transaction():
+        session.commit()
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragd.api.deps import ReaderPrincipal, SessionDep
 from ragd.api.state import StateDep
+from ragd.db.engine import release_connection
 from ragd.db.models import Collection, Permission
 from ragd.errors import ServiceUnavailable
 from ragd.retrieval.base import SearchFilter
@@ -113,6 +114,7 @@ def search(
         mode = body.mode or service.settings.retrieval.default_mode
         return SearchResponse(hits=[], mode=mode, reranked=False, took_ms=0.0)
     names_by_id = {c.id: c.name for c in session.exec(_collections_by_id(ids)).all()}
+    release_connection(session)  # the search itself needs no database
     f = body.filters
     flt = SearchFilter(
         tenant=principal.tenant,
