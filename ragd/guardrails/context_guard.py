@@ -38,11 +38,17 @@ class InjectionScanner:
     """Scores text for injected instructions with the trained classifier plus the rules."""
 
     def __init__(
-        self, classifier: InjectionClassifier, encoder: CachedEncoder, threshold: float | None = None
+        self,
+        classifier: InjectionClassifier,
+        encoder: CachedEncoder,
+        threshold: float | None = None,
+        context_threshold: float | None = None,
     ) -> None:
         self.classifier = classifier
         self.encoder = encoder
         self.threshold = classifier.threshold if threshold is None else threshold
+        #: Where one sentence of a retrieved chunk is removed (:meth:`neutralise`).
+        self.context_threshold = self.threshold if context_threshold is None else context_threshold
 
     @staticmethod
     def _clip(text: str) -> str:
@@ -96,24 +102,43 @@ class InjectionScanner:
         score = self.score_chunk(text_or_score) if isinstance(text_or_score, str) else float(text_or_score)
         return score >= self.threshold
 
-    def inspect(self, text: str) -> ChunkScore:
-        """Score plus the offending sentences (for the API and for neutralising)."""
+    def inspect(self, text: str, *, threshold: float | None = None, by_sentence: bool = False) -> ChunkScore:
+        """Score plus the offending sentences (for the API and for neutralising).
+
+        By default a chunk is flagged when its whole-text score or one sentence's reaches
+        ``threshold``. ``by_sentence`` judges the sentences alone (and the rules): a chunk whose
+        sentences all pass is not flagged on a high whole-text score.
+        """
+        cut = self.threshold if threshold is None else threshold
         clipped = self._clip(text)
         units = segments(clipped) or [clipped]
         probs = self.classifier.score_many(units, self.encoder, floor=0.0)
-        bad = [u for u, p in zip(units, probs, strict=True) if p >= self.threshold or match_rules(u)]
+        bad = [u for u, p in zip(units, probs, strict=True) if p >= cut or match_rules(u)]
         rules = tuple(sorted({hit.rule for hit in match_rules(clipped)}))
-        score = 1.0 if rules else max([*probs, self.classifier.score(clipped, self.encoder, floor=0.0)])
-        return ChunkScore(score=score, flagged=score >= self.threshold, rules=rules, sentences=tuple(bad))
+        if by_sentence:
+            score = 1.0 if rules else max(probs)
+            flagged = bool(bad or rules)
+        else:
+            score = 1.0 if rules else max([*probs, self.classifier.score(clipped, self.encoder, floor=0.0)])
+            flagged = score >= cut
+        return ChunkScore(score=score, flagged=flagged, rules=rules, sentences=tuple(bad))
 
     def neutralise(self, text: str) -> tuple[str, ChunkScore]:
-        """``text`` with its instruction-like sentences replaced by a marker, and the score."""
-        found = self.inspect(text)
+        """``text`` with its instruction-like sentences replaced by a marker, and the score.
+
+        Sentences are judged one by one at :attr:`context_threshold`, so an injected sentence is
+        never diluted by the text around it. The whole-text score decides nothing here: on
+        encyclopedic prose it is often high while no sentence is. Measured on the 1,000 HotpotQA
+        dev100 paragraphs, judging the whole text as well flagged 159 and blanked 54 whole; by
+        sentence, 105 are flagged and none is blanked whole. Of 152 held-out attacks, 3 were
+        caught by the whole-text score alone.
+        """
+        found = self.inspect(text, threshold=self.context_threshold, by_sentence=True)
         if not found.flagged:
             return text, found
         cleaned = text
         for sentence in found.sentences:
             cleaned = cleaned.replace(sentence, REMOVED_MARKER)
-        if cleaned == text:  # the whole chunk is the instruction (or it could not be located)
+        if cleaned == text:  # a rule hit that spans sentences (or a sentence not located)
             cleaned = REMOVED_MARKER
         return cleaned, found

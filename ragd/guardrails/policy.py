@@ -59,6 +59,13 @@ class GuardPolicy(BaseModel):
         le=1.0,
         description="P(attack) that fails; empty uses the model's tuned threshold.",
     )
+    context_injection_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="P(attack) at which a sentence of a retrieved chunk is neutralised; empty uses "
+        "injection_threshold. Raise it for prose that reads like requests (lyrics, manuals).",
+    )
     pii_kinds: list[str] | None = Field(default=None, description="PII kinds to look for; empty means all.")
     allowed_topics: list[str] = Field(default_factory=list, description="If set, messages must be about one.")
     denied_topics: list[str] = Field(default_factory=list, description="Messages about these are refused.")

@@ -121,8 +121,11 @@ class GuardService:
         from ragd.guardrails import validators as v
 
         threshold = policy.injection_threshold
+        context_threshold = policy.context_injection_threshold
         scanner = (
-            self.scanner if threshold is None else InjectionScanner(self.classifier, self.encoder, threshold)
+            self.scanner
+            if threshold is None and context_threshold is None
+            else InjectionScanner(self.classifier, self.encoder, threshold, context_threshold)
         )
         on = {name: rule.enabled for name, rule in policy.rules.items()}
         table: dict[str, list[tuple[str, Callable[[], Any]]]] = {

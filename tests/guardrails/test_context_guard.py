@@ -95,3 +95,37 @@ def test_another_embedder_or_a_clipped_chunk_does_not_share(guard_service: Guard
 
     assert scanner.embed_and_score([CLEAN], Other()) is None
     assert scanner.embed_and_score([CLEAN * 200], scanner.encoder.embedder) is None  # > 6000 chars
+
+
+# Real HotpotQA paragraphs (../shared/data/hotpotqa/dev100.jsonl) whose whole-text score passes
+# the threshold although none of their sentences comes close: encyclopedic prose about books and
+# songs reads, as a whole, a little like a request.
+WHOLE_TEXT_ONLY = (
+    "Etiquette & Espionage is a young adult steampunk novel by Gail Carriger.  It is her first young "
+    "adult novel, and is set in the same universe as her bestselling Parasol Protectorate adult series.",
+    "Keyed Up is the fifteenth studio album by country music star Ronnie Milsap, released in 1983.  "
+    'It featured the No.\xa05 country chart hit "Stranger in My House", plus the No.\xa01 country hits '
+    '"Don\'t You Know How Much I Love You" and "Show Her."',
+)
+
+
+def test_retrieved_prose_is_judged_by_sentence(guard_service: GuardService) -> None:
+    scanner = guard_service.scanner
+    found = {t: scanner.inspect(t) for t in WHOLE_TEXT_ONLY}
+    whole_only = [t for t, f in found.items() if f.flagged and not f.sentences]
+    assert whole_only, "the classifier changed: pick paragraphs flagged on their whole-text score alone"
+    for result, text in zip(guard_service.check_context(whole_only), whole_only, strict=True):
+        assert result.text == text and result.decisions[0].action == "allow"
+    # A buried instruction is still removed sentence by sentence, the rest kept.
+    (buried,) = guard_service.check_context([BURIED])
+    assert "sell all their shares" not in buried.text and REMOVED_MARKER in buried.text
+    assert "Citrus fruit prevents the disease." in buried.text
+
+
+def test_policy_sets_the_context_threshold_apart(guard_service: GuardService) -> None:
+    lenient = guard_service.policy_for({"guardrails": {"context_injection_threshold": 1.0}})
+    subtle, poisoned = guard_service.check_context([SUBTLE, POISONED], lenient)
+    assert subtle.text == SUBTLE  # no sentence can reach 1.0 ...
+    assert "evil.example" not in poisoned.text  # ... but the rules still apply
+    # The input guard keeps the model's threshold under that policy.
+    assert guard_service.check_input(SUBTLE, lenient).blocked
