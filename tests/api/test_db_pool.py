@@ -72,7 +72,7 @@ def _wait_ready(client: httpx.Client, actor: Actor, job_id: str) -> dict[str, An
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def test_stalled_uploads_leave_connections_for_other_requests(tmp_path: Path, pg_url: str) -> None:
+def test_stalled_uploads_leave_connections_and_an_empty_pool_answers_503(tmp_path: Path, pg_url: str) -> None:
     # pool_size 1 (+1 overflow): two connections in all, and a 2 s wait for one before a 503.
     settings = make_settings(
         tmp_path,
@@ -96,6 +96,20 @@ def test_stalled_uploads_leave_connections_for_other_requests(tmp_path: Path, pg
         finally:  # a failed check must not leave requests (and their locks) behind
             for sock in socks:
                 sock.close()
+
+        # Truly out of connections (both held elsewhere): a quick 503 with Retry-After, no hang.
+        engine = app.state.ragd.engine
+        held = [engine.connect() for _ in range(2)]
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                busy = client.get(f"/v1/collections/{coll}/documents", headers=editor.headers)
+        finally:
+            for conn in held:
+                conn.close()
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+        assert busy.json()["error"]["code"] == "service_unavailable"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            assert client.get(f"/v1/collections/{coll}/documents", headers=editor.headers).status_code == 200
 
 
 def _check_served_then_finish(
