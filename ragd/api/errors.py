@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -84,28 +85,25 @@ async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     return _response(500, "internal_error", INTERNAL_MESSAGE)
 
 
-async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-    # A lost or refused database connection (restart, failover, full disk) is transient: say so
-    # with a 503 and Retry-After instead of a 500, and keep the driver's message out of the body.
-    log.warning("database unavailable", extra={"error": type(exc).__name__})
-    return _response(
-        503,
-        "service_unavailable",
-        "the metadata store is unavailable; retry shortly",
-        headers={"Retry-After": "5"},
-    )
+def _transient(
+    what: str, message: str, retry_after_s: int
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A handler answering 503 with Retry-After: the failure is transient, and the driver's
+    message stays out of the body."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        log.warning(what, extra={"error": type(exc).__name__})
+        return _response(503, "service_unavailable", message, headers={"Retry-After": str(retry_after_s)})
+
+    return handler
 
 
-async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
-    # Every pooled connection stayed checked out for db.pool_timeout_s: the server is overloaded,
-    # which is transient too; a 503 with Retry-After lets clients back off instead of retrying a 500.
-    log.warning("database connection pool exhausted", extra={"error": type(exc).__name__})
-    return _response(
-        503,
-        "service_unavailable",
-        "the server is busy (no database connection free); retry shortly",
-        headers={"Retry-After": "2"},
-    )
+#: A lost or refused database connection (restart, failover, full disk).
+_database_down = _transient("database unavailable", "the metadata store is unavailable; retry shortly", 5)
+#: Every pooled connection stayed checked out for db.pool_timeout_s: the server is overloaded.
+_database_busy = _transient(
+    "database connection pool exhausted", "the server is busy (no database connection free); retry shortly", 2
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
