@@ -136,6 +136,14 @@ def test_collection_policy_overrides_and_validation() -> None:
     assert policy.fails_open("pii", default_fail_closed=True) is True
     assert policy.rule("injection").action == "block"  # untouched rules keep the default
     assert GuardPolicy.from_collection_settings({}, base) == base
-    for bad in ({"max_input_chars": -1}, {"rules": {"pii": {"action": "explode"}}}, {"unknown": 1}, "x"):
+    bad_policies = (
+        {"max_input_chars": -1},
+        {"rules": {"pii": {"action": "explode"}}},
+        {"unknown": 1},
+        "x",
+        {"context_injection_threshold": 1.5},
+        {"context_injection_threshold": "high"},
+    )
+    for bad in bad_policies:
         with pytest.raises(BadRequest):
             GuardPolicy.from_collection_settings({"guardrails": bad}, base)
