@@ -191,7 +191,7 @@ class GuardService:
         """Context guard on retrieved chunks; with ``context_mode=quarantine`` a flagged chunk is
         blocked (drop it), with ``neutralise`` it is redacted (use ``result.text``)."""
         policy = policy or self.default_policy
-        self.scanner.score_chunks(list(chunks))  # one batched encode warms the cache
+        self.scanner.prepare_context(chunks)  # one batched encode warms the cache
         if policy.context_mode == "quarantine":
             rules = dict(policy.rules)
             rules["context_injection"] = rules["context_injection"].model_copy(update={"action": "block"})
