@@ -11,7 +11,6 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from ragd.api.app import create_app
 from ragd.db.models import Role
 from tests.conftest import make_settings
 from tests.fixtures.auth import Actor, AuthFactory
+from tests.fixtures.jobs import wait_job
 from tests.fixtures.live_server import serve_in_thread
 
 pytestmark = pytest.mark.postgres
@@ -60,16 +60,6 @@ def _finish_upload(sock: socket.socket, body: bytes) -> tuple[int, bytes]:
     sock.close()
     status_line, _, rest = data.partition(b"\r\n")
     return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
-
-
-def _wait_ready(client: httpx.Client, actor: Actor, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=actor.headers).json()
-        if job["status"] in ("ready", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_stalled_uploads_leave_connections_and_an_empty_pool_answers_503(tmp_path: Path, pg_url: str) -> None:
@@ -128,4 +118,4 @@ def _check_served_then_finish(
             status, payload = _finish_upload(sock, body)
             assert status == 202, payload
             job_id = json.loads(payload)["files"][0]["job_id"]
-            assert _wait_ready(client, editor, job_id)["status"] == "ready"
+            assert wait_job(client, editor, job_id)["status"] == "ready"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from ragd.api.app import create_app
 from ragd.db.models import Role
 from tests.conftest import make_settings
 from tests.fixtures.auth import Actor, AuthFactory
+from tests.fixtures.jobs import wait_job
 from tests.ingestion import samples
 
 MAX_FILE = 64 * 1024
@@ -51,16 +51,6 @@ def coll(auth: AuthFactory, editor: Actor) -> str:
 def post(client: TestClient, actor: Actor, coll: str, files: list[tuple[str, bytes]], **data: str) -> Any:
     parts = [("files", (name, io.BytesIO(body), "application/octet-stream")) for name, body in files]
     return client.post(f"/v1/collections/{coll}/documents", headers=actor.headers, files=parts, data=data)
-
-
-def wait_job(client: TestClient, actor: Actor, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/jobs/{job_id}", headers=actor.headers).json()
-        if body["status"] in ("ready", "failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(body)
 
 
 def test_mixed_upload_gives_per_file_results(client: TestClient, editor: Actor, coll: str) -> None:
