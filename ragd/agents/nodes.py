@@ -310,14 +310,17 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         text, backend, usage = await _generate(ctx, messages, ctx.max_answer_tokens, stream=True)
     except (BackendUnavailable, TimeoutError) as exc:
         log.warning("no model could answer (%s): extractive answer", type(exc).__name__)
-        text = prompts.extractive_answer(evidence)
+        text, cited = prompts.extractive_answer(evidence)
+        if not cited:  # every passage was blanked by the context guard: nothing true to quote
+            said = await abstain(state, runtime)
+            return {**said, "events": [*update["events"], "abstain"], "attempts": attempts}
         if ctx.on_token is not None:
             await ctx.on_token(text)
         return {
             **update,
             "attempts": attempts,
             "answer": text,
-            "cited": [p.number for p in evidence[:2]],
+            "cited": cited,
             "supported": True,
             "extractive": True,
             "answer_kind": "extractive_fallback",
@@ -340,7 +343,7 @@ async def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     """Check every answer sentence against the passages it cites."""
     evidence = {p.number: f"{p.title}. {p.evidence_text}" for p in state.get("evidence") or []}
     text = state.get("answer", "")
-    if state.get("extractive"):
+    if state.get("extractive") or state.get("abstained"):
         return {**_events(state, "verify"), "supported": True, "support_detail": []}
     if not text or not evidence:
         return {**_events(state, "verify"), "supported": False, "support_detail": []}
@@ -391,6 +394,8 @@ async def extract(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     if ctx.on_reset is not None and state.get("answer"):
         await ctx.on_reset()
     text, cited = prompts.quoted_answer(state["question"], state.get("evidence") or [])
+    if not cited:  # no passage has a quotable sentence left: say so instead of an empty answer
+        return await abstain(state, runtime)
     if ctx.on_token is not None:
         await ctx.on_token(text)
     return {

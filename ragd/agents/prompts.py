@@ -57,10 +57,14 @@ def quotable(passage: Passage) -> list[str]:
     return [s for s in sentences if REMOVED_MARKER not in s]
 
 
-def extractive_answer(evidence: Sequence[Passage]) -> str:
-    """The labelled answer built without a model (every backend is down)."""
-    lines = [f"{' '.join(quote)} [{p.number}]" for p in evidence if (quote := quotable(p))][:2]
-    return "[Extractive answer: the language model is unavailable] " + " ".join(lines)
+def extractive_answer(evidence: Sequence[Passage]) -> tuple[str, list[int]]:
+    """The labelled answer built without a model (every backend is down) and the passages it
+    quotes; ``("", [])`` when no passage has a quotable sentence (the agent abstains then)."""
+    quotes = [(p.number, quote) for p in evidence if (quote := quotable(p))][:2]
+    if not quotes:
+        return "", []
+    lines = [f"{' '.join(quote)} [{number}]" for number, quote in quotes]
+    return "[Extractive answer: the language model is unavailable] " + " ".join(lines), [n for n, _ in quotes]
 
 
 def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2) -> tuple[str, list[int]]:

@@ -13,30 +13,11 @@ from ragd.agents.state import ABSTAIN_ANSWER
 from ragd.agents.support import cited_numbers
 from ragd.agents.tools import build_tools, load_plugin_tools, run_tool
 from ragd.db.models import Role
-from ragd.errors import BackendUnavailable
 from ragd.health import ComponentHealth
 from ragd.llm_serving.base import ChatChunk, ChatResult, GenerationParams, Message
 from ragd.security.principal import Principal
 from tests.agents.conftest import Stack
-
-
-class DownModel:
-    """Every backend is down (the process edge: the model server is unreachable)."""
-
-    name = "down"
-
-    async def generate(self, messages: list[Message], params: GenerationParams) -> ChatResult:
-        raise BackendUnavailable("no chat-model backend could serve the request")
-
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[ChatChunk]:
-        raise BackendUnavailable("no chat-model backend could serve the request")
-        yield  # pragma: no cover
-
-    async def health(self) -> ComponentHealth:
-        return ComponentHealth(self.name, False, "down")
-
-    async def aclose(self) -> None:
-        return None
+from tests.fixtures.models import DownModel
 
 
 class InventingModel:

@@ -57,8 +57,43 @@ def test_answers_never_quote_the_context_guards_marker() -> None:
     answer, cited = quoted_answer("Who released Boots?", [only_marker, boots])
     assert REMOVED_MARKER not in answer and cited == [2]
     assert answer.startswith("Boots is an EP by the band Example.")
-    fallback = extractive_answer([only_marker, boots])
+    fallback, quoted = extractive_answer([only_marker, boots])
     assert REMOVED_MARKER not in fallback and "Boots is an EP" in fallback and "[2]" in fallback
+    assert quoted == [2]  # the blanked passage is neither quoted nor cited
+    assert extractive_answer([only_marker]) == ("", [])
+
+
+def test_with_every_passage_blanked_the_agent_abstains_instead_of_quoting_nothing() -> None:
+    """Model down (or its draft unsupported) and the context guard blanked all the evidence:
+    the answer is the abstention, with no citation, never a bare label or an empty answer."""
+    from langgraph.runtime import Runtime
+
+    from ragd.agents import nodes
+    from ragd.agents.state import ABSTAIN_ANSWER, AgentContext
+    from tests.fixtures.models import DownModel
+
+    blanked = _passage("a", "Poisoned", REMOVED_MARKER)
+    blanked.number = 1
+    sent: list[str] = []
+
+    async def on_token(text: str) -> None:
+        sent.append(text)
+
+    ctx = AgentContext(knowledge=None, llm=DownModel(), embedder=None, tools=[], on_token=on_token)  # type: ignore[arg-type]
+    state: dict[str, Any] = {"question": "Who released Boots?", "evidence": [blanked], "events": []}
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        answered = await nodes.answer(state, Runtime(context=ctx))  # type: ignore[arg-type]
+        verified = await nodes.verify({**state, **answered}, Runtime(context=ctx))  # type: ignore[arg-type]
+        extracted = await nodes.extract({**state, "answer": "A draft [1]."}, Runtime(context=ctx))  # type: ignore[arg-type]
+        return answered, verified, extracted
+
+    answered, verified, extracted = asyncio.run(run())
+    assert answered["answer"] == ABSTAIN_ANSWER and answered["abstained"] and answered["cited"] == []
+    assert not answered.get("extractive") and answered["events"][-2:] == ["answer", "abstain"]
+    assert verified["supported"]  # an abstention is final: no retry, no quoting
+    assert extracted["answer"] == ABSTAIN_ANSWER and extracted["abstained"] and extracted["cited"] == []
+    assert sent == [ABSTAIN_ANSWER, ABSTAIN_ANSWER]
 
 
 def test_bridge_queries_name_the_entity_the_question_lacks() -> None:
