@@ -166,13 +166,23 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
     return {"steps": steps, "sustainable": best}
 
 
+#: How long a ramp waits for the ingestion backlog it made: long enough for the upload ramp's
+#: thousands of accepted documents at a scale-out worker's few documents per second.
+DRAIN_TIMEOUT_S = 1800.0
+
+
 async def _drain_quietly(live: Live) -> float:
+    """Wait until every accepted upload is terminal, so the next step starts with no backlog
+    (one left behind would make the next step measure ingestion, not its own load)."""
     from bench.reliability.fleet import drain
+    from bench.reliability.traffic import TERMINAL
 
     t0 = time.monotonic()
-    await drain(live.traffic, 600, retry_failed=False)
+    await drain(live.traffic, DRAIN_TIMEOUT_S, retry_failed=False)
     took = time.monotonic() - t0
-    print(f"  ingestion backlog drained in {took:.0f} s", flush=True)
+    left = sum(u.status not in TERMINAL for u in live.traffic.rec.uploads.values())
+    note = f"; {left} jobs still pending, the next step is not clean" if left else ""
+    print(f"  ingestion backlog drained in {took:.0f} s{note}", flush=True)
     return took
 
 
