@@ -173,7 +173,8 @@ DRAIN_TIMEOUT_S = 1800.0
 
 async def _drain_quietly(live: Live) -> float:
     """Wait until every accepted upload is terminal, so the next step starts with no backlog
-    (one left behind would make the next step measure ingestion, not its own load)."""
+    (one left behind would make the next step measure ingestion, not its own load), then search
+    once per tenant so the index has caught up with the drained writes."""
     from bench.reliability.fleet import drain
     from bench.reliability.traffic import TERMINAL
 

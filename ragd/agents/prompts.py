@@ -57,14 +57,21 @@ def quotable(passage: Passage) -> list[str]:
     return [s for s in sentences if REMOVED_MARKER not in s]
 
 
+def quotable_passages(evidence: Sequence[Passage], limit: int) -> list[tuple[Passage, list[str]]]:
+    """The first ``limit`` passages that have a quotable sentence, with those sentences."""
+    return [(p, sentences) for p in evidence if (sentences := quotable(p))][:limit]
+
+
 def extractive_answer(evidence: Sequence[Passage]) -> tuple[str, list[int]]:
     """The labelled answer built without a model (every backend is down) and the passages it
     quotes; ``("", [])`` when no passage has a quotable sentence (the agent abstains then)."""
-    quotes = [(p.number, quote) for p in evidence if (quote := quotable(p))][:2]
+    quotes = quotable_passages(evidence, 2)
     if not quotes:
         return "", []
-    lines = [f"{' '.join(quote)} [{number}]" for number, quote in quotes]
-    return "[Extractive answer: the language model is unavailable] " + " ".join(lines), [n for n, _ in quotes]
+    lines = [f"{' '.join(sentences)} [{p.number}]" for p, sentences in quotes]
+    return "[Extractive answer: the language model is unavailable] " + " ".join(lines), [
+        p.number for p, _ in quotes
+    ]
 
 
 def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2) -> tuple[str, list[int]]:
@@ -75,7 +82,7 @@ def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2)
     parts: list[str] = []
     cited: list[int] = []
     covered: set[str] = set()
-    quotes = [(p, sentences) for p in evidence if (sentences := quotable(p))][:passages]
+    quotes = quotable_passages(evidence, passages)
     for passage, sentences in quotes:
         quote = sentences if not parts else [max(sentences, key=lambda s: len(asked & content_words(s)))]
         words = set().union(*(content_words(s) for s in quote))
