@@ -73,10 +73,13 @@ async def ramp(live: Live, args: argparse.Namespace) -> dict[str, Any]:
         best: dict[str, Any] | None = None
         before_uploads = set(live.rec.uploads)
         ramp_t0 = live.rec.now()
+        # Uploads get shorter steps: accepting is never the limit, and every second of an upload
+        # step is minutes of ingestion backlog that the ramp must drain before it goes on.
+        step_s = args.upload_step_s if cls == "upload" else args.step_s
         for users in levels:
             t0 = live.rec.now()
             await live.traffic.run(
-                {cls: users, "job": 1 if cls == "upload" else 0}, args.step_s, think_s={"upload": 0.0}
+                {cls: users, "job": 1 if cls == "upload" else 0}, step_s, think_s={"upload": 0.0}
             )
             t1 = live.rec.now()
             s = summarize([o for o in live.rec.window(t0, t1) if o.cls == cls], t1 - t0)[cls]
@@ -119,7 +122,20 @@ async def ramp(live: Live, args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: Fractions of each class's solo sustainable rate tried together, smallest first.
-MIX_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+MIX_FRACTIONS = (0.15, 0.3, 0.45, 0.6, 0.8)
+#: A mixed step lasts until its rarest class has had about this many requests, so a chat class's
+#: nearest-rank p95 is the second slowest of 20 answers (a fixed 40 s step held 1-3 chats, and
+#: their "p95" was the slowest of them)...
+MIX_MIN_SAMPLES = 20
+#: ...but no longer than this.
+MIX_STEP_MAX_S = 240.0
+
+
+def mix_step_s(rates: dict[str, float], floor_s: float) -> float:
+    """Seconds one mixed step runs: enough for :data:`MIX_MIN_SAMPLES` of its rarest class."""
+    rarest = min((r for r in rates.values() if r > 0), default=0.0)
+    needed = MIX_MIN_SAMPLES / rarest if rarest else floor_s
+    return round(min(MIX_STEP_MAX_S, max(floor_s, needed)), 1)
 
 
 async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
@@ -129,16 +145,19 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
     best: dict[str, Any] | None = None
     for fraction in MIX_FRACTIONS:
         rates = {c: round(r * fraction, 3) for c, r in solo.items()}
+        duration_s = mix_step_s(rates, args.step_s * 2)
         t0 = live.rec.now()
-        await live.traffic.run_rate(rates | {"job": rates.get("upload", 0) * 3}, args.step_s * 2)
+        await live.traffic.run_rate(rates | {"job": rates.get("upload", 0) * 3}, duration_s)
         t1 = live.rec.now()
         stats = summarize([o for o in live.rec.window(t0, t1) if o.cls in rates], t1 - t0)
         failing = [c for c, st in stats.items() if not _meets(st, objectives[c], args)]
         step = {
             "fraction": fraction,
             "rates": rates,
+            "duration_s": duration_s,
             "classes": {
                 c: {
+                    "n": st.n,
                     "rate_per_s": round(st.rate_per_s, 3),
                     "p50_ms": st.p50_ms,
                     "p95_ms": st.p95_ms,
@@ -150,9 +169,9 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
         }
         steps.append(step)
         print(
-            f"  mix x{fraction:.2f} "
+            f"  mix x{fraction:.2f} ({duration_s:.0f} s) "
             + " ".join(
-                f"{c}={v['rate_per_s']}/s p95={v['p95_ms']} err={v['error_rate']}"
+                f"{c}={v['rate_per_s']}/s n={v['n']} p95={v['p95_ms']} err={v['error_rate']}"
                 for c, v in step["classes"].items()
             )
             + (f" BREAKS ({', '.join(failing)})" if failing else " ok"),
@@ -475,6 +494,7 @@ def cli() -> None:
     p.add_argument("--llm-proc", action="store_true", help="Put an out-of-process LLM before llama.cpp.")
     p.add_argument("--seed-docs", type=int, default=20, help="Documents per tenant before the run.")
     p.add_argument("--step-s", type=float, default=20.0, help="Seconds per ramp step.")
+    p.add_argument("--upload-step-s", type=float, default=10.0, help="Seconds per upload ramp step.")
     p.add_argument("--search-p95-ms", type=float, default=1000.0)
     p.add_argument("--chat-p95-ms", type=float, default=15000.0)
     p.add_argument("--upload-p95-ms", type=float, default=2000.0)
