@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from ragd.db.models import Job, JobStatus, utcnow
 from ragd.health import ComponentHealth
+from ragd.retrieval.embedder import bulk_embedding
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,11 @@ class InProcessJobQueue:
         )
 
     def _loop(self) -> None:
+        # Ingestion is background work: requests sharing the embedder go first (see EncoderGate).
+        with bulk_embedding():
+            self._run_jobs()
+
+    def _run_jobs(self) -> None:
         worker_id = worker_identity()
         # Jobs whose outcome could not be written (the database refused the write: disk full, a
         # restart). They stay leased to this worker; it hands them back as soon as it can,

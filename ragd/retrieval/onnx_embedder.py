@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragd.errors import ConfigError
-from ragd.retrieval.embedder import TokenizedEmbedder
+from ragd.retrieval.embedder import EncoderGate, TokenizedEmbedder, is_bulk_embedding
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +188,8 @@ class OnnxEmbedder(TokenizedEmbedder):
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.dim: int = int(self._session.get_outputs()[0].shape[-1])
-        # One batch at a time: on a 2-core box concurrent runs just thrash.
-        self._lock = threading.Lock()
+        # One batch at a time (on a 2-core box concurrent runs just thrash), interactive first.
+        self._gate = EncoderGate()
 
     def _run(
         self, texts: list[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None
@@ -203,7 +203,7 @@ class OnnxEmbedder(TokenizedEmbedder):
             return_offsets_mapping=spans is not None,
         )
         feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
-        with self._lock:
+        with self._gate.hold(bulk=is_bulk_embedding()):
             hidden = self._session.run(None, feed)[0]
         mask = feed["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
@@ -226,8 +226,9 @@ class OnnxEmbedder(TokenizedEmbedder):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         pieces: list[npt.NDArray[np.float32]] = [np.empty((0, self.dim), dtype=np.float32)] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        size = self._run_batch_size()
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
             batch_spans = None if spans is None else [spans[i] for i in idx]
             out[idx], got = self._run([texts[i] for i in idx], batch_spans)
             for i, piece in zip(idx, got, strict=False):

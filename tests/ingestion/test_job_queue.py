@@ -20,6 +20,7 @@ from ragd.ingestion.job_queue import (
     claim_job,
     run_claimed_job,
 )
+from ragd.retrieval.embedder import is_bulk_embedding
 
 
 @pytest.fixture
@@ -137,11 +138,13 @@ def test_unknown_kind_fails_with_error(engine: Engine) -> None:
 
 def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
     ran: list[str] = []
+    bulk: list[bool] = []
     lock = threading.Lock()
 
     def handler(ctx: JobContext) -> None:
         with lock:
             ran.append(ctx.job.id)
+            bulk.append(is_bulk_embedding())
 
     ids = [add_job(engine) for _ in range(12)]
     queue = InProcessJobQueue(engine, {"t": handler}, workers=3, poll_s=0.05)
@@ -156,6 +159,8 @@ def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
     assert sorted(ran) == sorted(ids)
     assert all(get(engine, i).status == JobStatus.ready for i in ids)
     assert not queue.health().ok
+    # Jobs embed as bulk work: requests sharing the embedder go first.
+    assert bulk == [True] * len(ids) and not is_bulk_embedding()
 
 
 def test_worker_survives_a_store_that_refuses_the_outcome(engine: Engine) -> None:

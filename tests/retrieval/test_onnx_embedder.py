@@ -11,6 +11,7 @@ import pytest
 
 from ragd.errors import ConfigError
 from ragd.llm_serving.model_files import minilm_dir
+from ragd.retrieval.embedder import BULK_BATCH_SIZE, bulk_embedding
 from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
 from ragd.retrieval.registry import build_embedder
 from tests.conftest import make_settings
@@ -98,3 +99,46 @@ def test_span_vectors_come_from_the_same_pass(tmp_path: Path, onnx_cache: Path) 
     assert 0.5 < float(pieces[0][0] @ alone) < 0.9999
     # The end of an over-long text was truncated away: no tokens, a NaN row (never a fake vector).
     assert not np.isnan(pieces[1][0]).any() and np.isnan(pieces[1][1]).all()
+
+
+def test_bulk_work_runs_in_small_batches_with_the_same_vectors(
+    tmp_path: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
+    assert isinstance(emb, OnnxEmbedder)
+    texts = [f"Passage {i}: " + "collagen synthesis needs vitamin C. " * (i % 7 + 1) for i in range(40)]
+    runs: list[int] = []
+    run = emb._run
+
+    def counting_run(batch: list[str], spans: object = None) -> object:
+        runs.append(len(batch))
+        return run(batch, spans)
+
+    monkeypatch.setattr(emb, "_run", counting_run)
+    interactive = emb.embed_documents(texts)
+    with bulk_embedding():
+        bulk = emb.embed_documents(texts)
+    # A request's texts run in the embedder's batches; ingestion yields the encoder after every
+    # BULK_BATCH_SIZE texts.
+    request = [min(emb.batch_size, 40 - start) for start in range(0, 40, emb.batch_size)]
+    assert emb.batch_size > BULK_BATCH_SIZE
+    assert runs == request + [BULK_BATCH_SIZE] * (40 // BULK_BATCH_SIZE)
+    assert np.allclose(interactive, bulk, atol=1e-5)
+
+
+def test_torch_embedder_runs_bulk_work_in_passes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "fp32"}))
+    texts = [f"Claim {i}: vitamin C prevents scurvy in {i} sailors." for i in range(6)]
+    calls: list[int] = []
+    encode = emb._model.encode
+
+    def counting_encode(batch: list[str], **kw: object) -> object:
+        calls.append(len(batch))
+        return encode(batch, **kw)
+
+    monkeypatch.setattr(emb._model, "encode", counting_encode)
+    interactive = emb.embed_documents(texts)
+    with bulk_embedding():
+        bulk = emb.embed_documents(texts)
+    assert calls == [6] + [BULK_BATCH_SIZE] * (6 // BULK_BATCH_SIZE)
+    assert np.allclose(interactive, bulk, atol=1e-5)
