@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from ragd.retrieval.embedder import EncoderGate, bulk_embedding, is_bulk_embedding
 
 
@@ -44,35 +46,30 @@ class Callers:
             t.join(10)
 
 
-def test_a_waiting_query_goes_before_a_bulk_batch_that_waited_longer() -> None:
-    callers = Callers(EncoderGate(patience_s=30))
-    callers.start("ingest-1", bulk=True)
-    _until(lambda: callers.order == ["ingest-1"])
-    callers.start("ingest-2", bulk=True)
+@pytest.mark.parametrize(
+    ("holder_bulk", "patience_s", "then_wait_s", "order"),
+    [
+        # A query that arrives after a bulk caller still goes first, one caller at a time.
+        (True, 30.0, 0.0, ["holder", "query", "ingest"]),
+        # A bulk caller whose patience ran out goes before a waiting query: never starved.
+        (False, 0.05, 0.2, ["holder", "ingest", "query"]),
+    ],
+    ids=["query-first", "bulk-not-starved"],
+)
+def test_gate_order(holder_bulk: bool, patience_s: float, then_wait_s: float, order: list[str]) -> None:
+    callers = Callers(EncoderGate(patience_s=patience_s))
+    callers.start("holder", bulk=holder_bulk)
+    _until(lambda: callers.order == ["holder"])
+    callers.start("ingest", bulk=True)
     _until(lambda: callers.gate.waiting() == (0, 1))
     callers.start("query", bulk=False)
     _until(lambda: callers.gate.waiting() == (1, 1))
-    callers.release["ingest-1"].set()
+    time.sleep(then_wait_s)
+    callers.release["holder"].set()
     _until(lambda: len(callers.order) == 2)
-    assert callers.order == ["ingest-1", "query"]  # one at a time: ingest-2 still waits
+    assert callers.order == order[:2]  # the third still waits: one pass at a time
     callers.finish()
-    assert callers.order == ["ingest-1", "query", "ingest-2"]
-
-
-def test_bulk_work_past_its_patience_goes_before_new_queries() -> None:
-    callers = Callers(EncoderGate(patience_s=0.05))
-    callers.start("query-1", bulk=False)
-    _until(lambda: callers.order == ["query-1"])
-    callers.start("ingest", bulk=True)
-    _until(lambda: callers.gate.waiting() == (0, 1))
-    callers.start("query-2", bulk=False)
-    _until(lambda: callers.gate.waiting() == (1, 1))
-    time.sleep(0.2)  # the bulk caller's patience runs out while query-1 still holds the gate
-    callers.release["query-1"].set()
-    _until(lambda: len(callers.order) == 2)
-    assert callers.order == ["query-1", "ingest"]
-    callers.finish()
-    assert callers.order == ["query-1", "ingest", "query-2"]
+    assert callers.order == order
 
 
 def test_bulk_marking_is_scoped_to_the_block_and_the_thread() -> None:
