@@ -25,6 +25,7 @@ import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "scifact"
 sys.path.insert(0, str(ROOT))
 
+if TYPE_CHECKING:
+    from ragd.retrieval.base import Embedder
 
-def run_mode(emb: object, passages: list[str], queries: list[str], bulk: bool) -> dict[str, float]:
+
+def run_mode(emb: Embedder, passages: list[str], queries: list[str], bulk: bool) -> dict[str, float]:
     """Ingest ``passages`` on one thread while another embeds queries; latency and throughput."""
     from ragd.retrieval.embedder import bulk_embedding
 
@@ -43,7 +47,7 @@ def run_mode(emb: object, passages: list[str], queries: list[str], bulk: bool) -
     def ingest() -> None:
         with bulk_embedding() if bulk else nullcontext():
             for start in range(0, len(passages), 64):
-                emb.embed_documents(passages[start : start + 64])  # type: ignore[attr-defined]
+                emb.embed_documents(passages[start : start + 64])
         done.set()
 
     t0 = time.perf_counter()
@@ -52,7 +56,7 @@ def run_mode(emb: object, passages: list[str], queries: list[str], bulk: bool) -
     i = 0
     while not done.is_set():
         t = time.perf_counter()
-        emb.embed_query(queries[i % len(queries)])  # type: ignore[attr-defined]
+        emb.embed_query(queries[i % len(queries)])
         lat.append((time.perf_counter() - t) * 1000)
         i += 1
         time.sleep(0.02)
