@@ -7,6 +7,7 @@ prompt prefix) and only the evidence and question are read for each turn.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 from ragd.agents.evidence import content_words, split_sentences
 from ragd.agents.state import Passage
@@ -59,7 +60,8 @@ def quotable(passage: Passage) -> list[str]:
 
 def quotable_passages(evidence: Sequence[Passage], limit: int) -> list[tuple[Passage, list[str]]]:
     """The first ``limit`` passages that have a quotable sentence, with those sentences."""
-    return [(p, sentences) for p in evidence if (sentences := quotable(p))][:limit]
+    # Lazily: splitting stops once ``limit`` passages are found, not after every passage.
+    return list(islice(((p, sentences) for p in evidence if (sentences := quotable(p))), limit))
 
 
 def extractive_answer(evidence: Sequence[Passage]) -> tuple[str, list[int]]:
