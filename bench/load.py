@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.reliability.harness import Live, live_ragd
 from bench.reliability.scenarios import SCENARIOS, FaultResult
-from bench.reliability.stats import ClassStats, ResourceSampler, summarize
+from bench.reliability.stats import ClassStats, ResourceSampler, stage_breakdown, summarize
 
 #: Users per step of the ramp, per class.
 LEVELS = {"search": [1, 2, 4, 8, 16, 32], "chat": [1, 2, 4], "chat_stream": [1, 2, 4], "upload": [1, 2, 4]}
@@ -166,6 +166,7 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
                 for c, st in stats.items()
             },
             "meets": not failing,
+            "chat_stages": stage_breakdown(live.rec.window(t0, t1)),
         }
         steps.append(step)
         print(
@@ -317,6 +318,7 @@ async def soak(
         "error_rate_second_half": {c: round(s.error_rate, 4) for c, s in second.items()},
         "p95_first_half": {c: s.p95_ms for c, s in first.items()},
         "p95_second_half": {c: s.p95_ms for c, s in second.items()},
+        "chat_stages": stage_breakdown(live.rec.window(start, end)),
         "slopes_per_min": slopes,
         # Memory that grows with the index is data, not a leak: RSS per 1,000 chunks written.
         "rss_mb_per_1000_chunks": (
@@ -426,6 +428,13 @@ async def faults(deployments: list[str], names: list[str] | None) -> list[FaultR
     return rows
 
 
+def _parse_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("RAGD_"):
+        raise SystemExit(f"--env wants RAGD_NAME=value, not {text!r}")
+    return name, value
+
+
 def _parse_rates(text: str) -> dict[str, float]:
     return {k: float(v) for k, v in (p.split("=") for p in text.split(",") if p)}
 
@@ -435,10 +444,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.json).parent if args.json else Path(".")
     if args.command in ("ramp", "soak", "all"):
         memtrace = Path(args.memtrace).resolve() if args.memtrace else None
+        server_env = dict(_parse_env(e) for e in args.env)
         async with live_ragd(
-            args.deployment, llm_proc=args.llm_proc, seed_docs=args.seed_docs, memtrace_dir=memtrace
+            args.deployment,
+            llm_proc=args.llm_proc,
+            seed_docs=args.seed_docs,
+            memtrace_dir=memtrace,
+            extra_env=server_env,
         ) as live:
             report["deployment"] = args.deployment
+            report["server_env"] = server_env
             report["startup_s"] = round(live.startup_s, 1)
             report["notes"] = live.notes
             report["skipped_classes"] = live.skipped_classes(("chat", "chat_stream", "openai", "session"))
@@ -518,6 +533,14 @@ def cli() -> None:
         help="With --memtrace: no tracing, only the malloc_trim at the end.",
     )
     p.add_argument("--no-faults", action="store_true", help="With `all`: ramp and soak only.")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="RAGD_NAME=value",
+        help="A server setting for this run (repeatable), e.g. RAGD_LLM__LLAMACPP__N_THREADS=2: "
+        "A/B runs of one setting under the same traffic.",
+    )
     args = p.parse_args()
     report = asyncio.run(main(args))
     text = json.dumps(report, indent=1, default=str)

@@ -68,6 +68,36 @@ def summarize(outcomes: list[Outcome], seconds: float) -> dict[str, ClassStats]:
     return out
 
 
+def stage_breakdown(outcomes: list[Outcome]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per chat class, where a turn's time went: for each stage its p50 and p95, and its mean
+    over the slowest tenth of turns ("tail"), which says what made the slow ones slow."""
+    by: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        if o.stages_ms and o.kind in GOOD:
+            by.setdefault(o.cls, []).append(o)
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for cls, os_ in sorted(by.items()):
+        tail = sorted(os_, key=lambda o: o.latency_s)[-max(1, len(os_) // 10) :]
+        stages = list(dict.fromkeys(k for o in os_ for k in o.stages_ms or {}))
+        rows: dict[str, dict[str, float | None]] = {}
+        for stage in [*stages, "unaccounted"]:
+
+            def spent(o: Outcome, stage: str = stage) -> float:
+                got = o.stages_ms or {}
+                if stage == "unaccounted":  # queueing before the handler, transfer, the client
+                    return o.latency_s * 1000 - sum(got.values())
+                return got.get(stage, 0.0)
+
+            values = [spent(o) for o in os_]
+            rows[stage] = {
+                "p50_ms": _r(percentile(values, 50)),
+                "p95_ms": _r(percentile(values, 95)),
+                "tail_mean_ms": _r(sum(spent(o) for o in tail) / len(tail)) if tail else None,
+            }
+        out[cls] = rows
+    return out
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 

@@ -58,6 +58,7 @@ class Outcome:
     kind: str  # ok | fallback | clean_error | down | lost
     detail: str = ""
     ttft_s: float | None = None
+    stages_ms: dict[str, float] | None = None  # a chat turn's timings_ms: where its time went
 
 
 @dataclass
@@ -308,6 +309,7 @@ class Traffic:
                 r = await self.client.post("/v1/chat", json=body, headers=headers)
                 o, data = self._classify(cls, tenant, t0, r, _has_answer)
                 self._remember_session(tenant, k, data)
+                o.stages_ms = _stages(data)
                 return o
             return await self._chat_stream(tenant, k, body, t0)
         except httpx.HTTPError as exc:
@@ -348,7 +350,9 @@ class Traffic:
             return self._record(cls, tenant, t0, r.status_code, kind, f"stream error {str(data)[:120]}")
         self._remember_session(tenant, k, data)
         kind = "fallback" if _is_fallback(data) else "ok"
-        return self._record(cls, tenant, t0, r.status_code, kind, _backend(data), ttft)
+        o = self._record(cls, tenant, t0, r.status_code, kind, _backend(data), ttft)
+        o.stages_ms = _stages(data)
+        return o
 
     def _remember_session(self, tenant: str, k: KeyInfo, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("session_id"), str):
@@ -501,6 +505,11 @@ def _backend(body: Any) -> str:
             if isinstance(body.get(key), str):
                 return f"backend={body[key]}"
     return ""
+
+
+def _stages(body: Any) -> dict[str, float] | None:
+    stages = body.get("timings_ms") if isinstance(body, dict) else None
+    return {k: float(v) for k, v in stages.items()} if isinstance(stages, dict) else None
 
 
 def _has_answer(body: Any) -> bool:

@@ -75,6 +75,8 @@ class ChatOutcome:
     answer_kind: str = "model"  # "model" | "extractive" | "extractive_fallback"
     replaced: bool = False  # a streamed draft was replaced by the final answer
     events: list[str] = field(default_factory=list)
+    #: (stage, ms) in order: "prepare" (scope, session, history), "input_guard", the agent's
+    #: nodes ("retrieve", "answer", ...; a retried node appears twice), "output_guard".
     timings: list[tuple[str, float]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[Passage] = field(default_factory=list)  # what the model saw (evaluation reads it)
@@ -198,6 +200,14 @@ class ChatService:
     ) -> ChatOutcome:
         """Answer ``message`` for ``principal`` (guards included) and store the turn."""
         started = time.perf_counter()
+        stages: list[tuple[str, float]] = []  # (stage, ms): where the turn's time went
+        clock = [started]
+
+        def lap(stage: str) -> None:
+            now = time.perf_counter()
+            stages.append((stage, round((now - clock[0]) * 1000, 1)))
+            clock[0] = now
+
         trace_id = request_id_var.get() or uuid.uuid4().hex
         text = self.check_message(message)
         if knowledge is None:
@@ -212,6 +222,7 @@ class ChatService:
                     self.sessions.history, sid, self.settings.agents.history_messages
                 )
 
+        lap("prepare")
         decisions: list[dict[str, Any]] = []
         if self.guards is not None:
             checked = await asyncio.to_thread(
@@ -221,6 +232,7 @@ class ChatService:
                 tenant=principal.tenant,
                 request_id=trace_id,
             )
+            lap("input_guard")
             decisions += [_decision_dict(d) for d in checked.decisions]
             if checked.blocked:
                 if on_token is not None:
@@ -237,6 +249,7 @@ class ChatService:
                     trace_id,
                     blocked=True,
                     events=["input_blocked"],
+                    timings=stages,
                 )
                 return await self._finish(principal, text, outcome, started, persist)
             text = checked.text or text
@@ -246,7 +259,10 @@ class ChatService:
         agent_settings = self.settings.agents
         if assignment is not None:
             agent_settings = variant_agent_settings(agent_settings, assignment.config)
+        lap("prepare")
         state = await self._run_agent(text, turns, knowledge, on_token, on_reset, screen, agent_settings)
+        stages += list(state.get("timings") or [])
+        clock[0] = time.perf_counter()
         evidence = state.get("evidence") or []
         cited = set(state.get("cited") or [])
         citations = (
@@ -267,13 +283,14 @@ class ChatService:
             extractive=bool(state.get("extractive")),
             answer_kind=state.get("answer_kind") or "model",
             events=list(state.get("events") or []),
-            timings=list(state.get("timings") or []),
+            timings=stages,
             tool_calls=list(state.get("tool_calls") or []),
             evidence=list(evidence),
             experiment=(assignment.experiment_id, assignment.variant) if assignment else None,
         )
         if self.guards is not None and not outcome.abstained and state.get("route") == "knowledge":
             await self._output_guards(principal, text, outcome, trace_id)
+            lap("output_guard")
         return await self._finish(principal, text, outcome, started, persist)
 
     async def _run_agent(

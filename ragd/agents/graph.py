@@ -16,14 +16,20 @@ Node = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def timed(name: str, node: Node) -> Node:
-    """``node`` that also records how long it took (the turn's trace shows where time goes)."""
+    """``node`` that also records how long it took (the turn's trace shows where time goes).
+
+    A node may return ``timings`` of its own: parts of its time it measured apart (the answer
+    node's wait for a busy model). They are recorded before it, and its own entry is the rest.
+    """
 
     @functools.wraps(node)
     async def run(state: AgentState, runtime: Any) -> dict[str, Any]:
         started = time.perf_counter()
         update = await node(state, runtime)
-        spent = round((time.perf_counter() - started) * 1000, 1)
-        return {**update, "timings": [*state.get("timings", []), (name, spent)]}
+        spent = (time.perf_counter() - started) * 1000
+        parts = list(update.get("timings") or [])
+        own = round(max(0.0, spent - sum(ms for _, ms in parts)), 1)
+        return {**update, "timings": [*state.get("timings", []), *parts, (name, own)]}
 
     return run
 

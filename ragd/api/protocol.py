@@ -77,6 +77,12 @@ class ChatResponse(BaseModel):
         "the answer quotes them; 'extractive_fallback': no model backend was available.",
     )
     replaced: bool = Field(default=False, description="The final answer differs from the streamed draft.")
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Milliseconds per stage of the turn, in order: 'prepare' (scope, session, history), "
+        "'input_guard', the agent's steps ('route', 'retrieve', 'grade', 'answer', 'verify', ...; a step "
+        "that ran twice is summed) and 'output_guard'. Where latency_ms went.",
+    )
 
 
 class MessagePublic(BaseModel):

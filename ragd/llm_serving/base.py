@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -25,6 +27,30 @@ class BadModelOutput(RagdError):
 
     status_code = 502
     code = "bad_model_output"
+
+
+_QUEUE_WAITS: ContextVar[list[float] | None] = ContextVar("ragd_model_queue_waits", default=None)
+
+
+@contextmanager
+def model_queue_waits() -> Iterator[list[float]]:
+    """Collect how long (seconds) the block's calls waited for a busy in-process model.
+
+    The embedded model answers one request at a time; a turn that arrives while another is
+    generating waits for it. That wait is part of a turn's latency that no faster prompt fixes,
+    so the agent reports it apart from the generation (``timings_ms["model_queue"]``).
+    """
+    waits: list[float] = []
+    token = _QUEUE_WAITS.set(waits)
+    try:
+        yield waits
+    finally:
+        _QUEUE_WAITS.reset(token)
+
+
+def queue_wait_sink() -> list[float] | None:
+    """The list the current :func:`model_queue_waits` block collects into (None outside one)."""
+    return _QUEUE_WAITS.get()
 
 
 @dataclass(frozen=True)

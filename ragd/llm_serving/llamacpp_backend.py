@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -32,6 +33,7 @@ from ragd.llm_serving.base import (
     GenerationParams,
     Message,
     Usage,
+    queue_wait_sink,
 )
 from ragd.llm_serving.context_window import ContextPolicy, fit_messages
 from ragd.llm_serving.model_files import smollm2_gguf
@@ -174,8 +176,15 @@ class LlamaCppChatModel:
 
     def _submit(self, fn: Callable[[], Any]) -> Future[Any]:
         fut: Future[Any] = Future()
+        sink, submitted = queue_wait_sink(), time.perf_counter()
+
+        def run() -> Any:
+            if sink is not None:  # the caller measures its wait for the model (see base.py)
+                sink.append(time.perf_counter() - submitted)
+            return fn()
+
         try:
-            self._queue.put_nowait((fn, fut))
+            self._queue.put_nowait((run, fut))
         except queue.Full as exc:
             raise BackendUnavailable("the embedded model is busy; try again shortly") from exc
         return fut

@@ -79,6 +79,12 @@ def test_chat_json_and_session_lifecycle(live: dict[str, Any]) -> None:
     ):
         assert key in body
     assert body["guard_decisions"], "input guards ran and their decisions are returned"
+    stages = body["timings_ms"]
+    assert list(stages)[:2] == ["prepare", "input_guard"]
+    assert {"retrieve", "answer", "output_guard"} <= set(stages)
+    assert all(ms >= 0 for ms in stages.values())
+    # The stages are parts of the turn: together no longer than it, and most of it.
+    assert 0.5 * body["latency_ms"] <= sum(stages.values()) <= body["latency_ms"] + 1
     sid = body["session_id"]
     got = httpx.get(f"{live['url']}/v1/sessions/{sid}", headers=reader.headers)
     assert got.status_code == 200 and [m["role"] for m in got.json()["messages"]] == ["user", "assistant"]
@@ -112,6 +118,7 @@ def test_chat_stream_sends_tokens_then_a_final_event(live: dict[str, Any]) -> No
     assert kinds[0] == "token" and kinds[-1] == "final" and kinds.count("final") == 1
     final = events[-1][1]
     assert final["answer"] and "citations" in final and final["trace_id"]
+    assert "answer" in final["timings_ms"]
 
 
 @pytest.mark.parametrize(
@@ -165,6 +172,7 @@ def test_openai_client_against_the_live_app(live: dict[str, Any]) -> None:
     assert done.choices[0].message.content
     extra = done.model_extra or {}
     assert "citations" in extra and "ragd" in extra and extra["ragd"]["trace_id"]
+    assert "retrieve" in extra["ragd"]["timings_ms"]
     chunks = list(
         client.chat.completions.create(
             model="ragd-agent",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bench.reliability.corpus import load_corpora
 from bench.reliability.isolation import IsolationChecker
-from bench.reliability.stats import percentile, slope_per_min
-from bench.reliability.traffic import _final_event
+from bench.reliability.stats import percentile, slope_per_min, stage_breakdown
+from bench.reliability.traffic import Outcome, _final_event
 
 
 def test_corpora_are_disjoint_and_marked() -> None:
@@ -41,3 +41,16 @@ def test_figures() -> None:
     assert percentile(list(range(1, 101)), 95) == 95
     assert slope_per_min([(0, 1.0), (60, 2.0), (120, 3.0)]) == 1.0
     assert slope_per_min([(0, 5.0), (60, 5.0), (120, 5.0)]) == 0.0
+
+
+def test_stage_breakdown_names_what_made_slow_turns_slow() -> None:
+    stages = {"retrieve": 500.0, "answer": 1400.0}
+    fast = [Outcome("chat", "a", 0, 2.0, 200, "ok", stages_ms=stages) for _ in range(9)]
+    slow = Outcome("chat", "a", 0, 12.0, 200, "ok", stages_ms={"retrieve": 600, "answer": 9400})
+    failed = Outcome("chat", "a", 0, 30.0, 500, "lost", stages_ms={"answer": 30_000})
+    search = Outcome("search", "a", 0, 0.05, 200, "ok")
+    rows = stage_breakdown([*fast, slow, failed, search])["chat"]
+    assert list(rows) == ["retrieve", "answer", "unaccounted"]
+    assert rows["answer"] == {"p50_ms": 1400, "p95_ms": 9400, "tail_mean_ms": 9400}
+    assert rows["retrieve"]["tail_mean_ms"] == 600
+    assert rows["unaccounted"]["tail_mean_ms"] == 2000  # 12 s less the 10 s the stages name

@@ -80,7 +80,16 @@ def to_response(outcome: ChatOutcome) -> ChatResponse:
         extractive=outcome.extractive,
         answer_kind=outcome.answer_kind,
         replaced=outcome.replaced,
+        timings_ms=stage_totals(outcome.timings),
     )
+
+
+def stage_totals(timings: list[tuple[str, float]]) -> dict[str, float]:
+    """Milliseconds per stage, first-seen order, a repeated stage (a retry) summed."""
+    totals: dict[str, float] = {}
+    for stage, ms in timings:
+        totals[stage] = round(totals.get(stage, 0.0) + ms, 1)
+    return totals
 
 
 def sse(event: str, data: Any) -> str:

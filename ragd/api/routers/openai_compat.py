@@ -29,7 +29,7 @@ from ragd.api.protocol import (
     ModelCard,
     ModelList,
 )
-from ragd.api.routers.chat import SSE_RESPONSE, ChatServiceDep, stream_turn, to_response
+from ragd.api.routers.chat import SSE_RESPONSE, ChatServiceDep, stage_totals, stream_turn, to_response
 from ragd.errors import BadRequest, NotFound
 from ragd.llm_serving.base import Message
 
@@ -76,6 +76,7 @@ def _extension(outcome: ChatOutcome) -> dict[str, Any]:
         "extractive": outcome.extractive,
         "answer_kind": outcome.answer_kind,
         "guard_decisions": outcome.guard_decisions,
+        "timings_ms": stage_totals(outcome.timings),
     }
 
 
