@@ -227,6 +227,15 @@ class QueueSettings(BaseModel):
         default=10.0, gt=0, description="Celery: how often the server re-sends queued or orphaned jobs."
     )
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="Celery: jobs per `ragd worker`.")
+    worker_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="How far ingestion runs below requests in CPU priority (Linux nice steps): the "
+        "server's in-process workers and every `ragd worker` process. Ingestion uses the cores that "
+        "requests leave idle (and a small share when they leave none), so a chat answer is not slowed "
+        "by a large upload; 0 runs both as equals.",
+    )
 
 
 class IngestionSettings(BaseModel):

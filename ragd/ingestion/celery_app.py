@@ -14,6 +14,7 @@ mode only the server may open the index, so workers stop after embedding and han
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -120,7 +121,14 @@ class CeleryJobQueue:
         self._engine = engine
         self._celery = make_celery(settings)
         self._index_pool = (
-            InProcessJobQueue(engine, index_handlers, workers=1, lease_s=settings.queue.lease_s, poll_s=0.5)
+            InProcessJobQueue(
+                engine,
+                index_handlers,
+                workers=1,
+                lease_s=settings.queue.lease_s,
+                poll_s=0.5,
+                nice=settings.queue.worker_nice,
+            )
             if index_handlers
             else None
         )
@@ -196,6 +204,10 @@ def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> 
     # One job at a time runs in the worker's own process ("solo"); more use threads: the
     # embedder (torch) releases the GIL, and forking a process that loaded torch is unsafe.
     pool = "solo" if concurrency == 1 else "threads"
+    # A worker does nothing but background work: the whole process (and every thread it starts)
+    # runs below the server's requests when both share a machine.
+    if settings.queue.worker_nice and hasattr(os, "nice"):
+        os.nice(settings.queue.worker_nice)
     app.worker_main(
         [
             "worker",

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from ragd.db.models import Job, JobStatus, utcnow
 from ragd.health import ComponentHealth
-from ragd.retrieval.embedder import bulk_embedding
+from ragd.retrieval.embedder import background_work
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +260,10 @@ class InProcessJobQueue:
         batch: BatchRunner | None = None,
         batch_kind: str = "",
         batch_size: int = 8,
+        nice: int = 0,
     ) -> None:
         self._engine = engine
+        self._nice = nice  # worker threads run this far below requests (see background_work)
         self._handlers = handlers
         # Jobs of ``batch_kind`` that are due together run through ``batch`` (ingestion embeds
         # their chunks in one call: many small uploads are otherwise mostly per-call overhead).
@@ -301,8 +303,8 @@ class InProcessJobQueue:
         )
 
     def _loop(self) -> None:
-        # Ingestion is background work: requests sharing the embedder go first (see EncoderGate).
-        with bulk_embedding():
+        # Ingestion is background work: requests sharing the embedder and the cores go first.
+        with background_work(self._nice):
             self._run_jobs()
 
     def _run_jobs(self) -> None:

@@ -45,5 +45,6 @@ def build_ingestion(
             lease_s=settings.queue.lease_s,
             batch=pipeline.run_batch,
             batch_kind=INGEST,
+            nice=settings.queue.worker_nice,
         )
     return queue, build_service(settings, engine, queue, pipeline)

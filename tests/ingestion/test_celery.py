@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from ragd.config import QueueSettings
 from ragd.db import build_engine, migrate
 from ragd.db.models import Collection, DocumentStatus, DocumentVersion, Job, JobStatus
 from ragd.ingestion.blob_store import LocalBlobStore
@@ -99,6 +100,9 @@ def test_killed_worker_job_completes_exactly_once(tmp_path: Path) -> None:
             time.sleep(0.05)
         else:
             raise AssertionError(f"the worker never started embedding:\n{log.read_text()[-3000:]}")
+        # A worker runs below the server in CPU priority (RAGD_QUEUE__WORKER_NICE).
+        lowered = os.getpriority(os.PRIO_PROCESS, 0) + QueueSettings().worker_nice
+        assert os.getpriority(os.PRIO_PROCESS, first.pid) == min(19, lowered)
         first.send_signal(signal.SIGKILL)  # mid-embedding, no chance to clean up
         first.wait(30)
         orphan = _job(engine, out.job_id)

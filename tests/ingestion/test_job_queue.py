@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from ragd.ingestion.job_queue import (
     claim_job,
     run_claimed_job,
 )
-from ragd.retrieval.embedder import is_bulk_embedding
+from ragd.retrieval.embedder import is_bulk_embedding, is_niced_background
 
 
 @pytest.fixture
@@ -141,13 +142,17 @@ def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
     bulk: list[bool] = []
     lock = threading.Lock()
 
+    niceness: list[int] = []
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
     def handler(ctx: JobContext) -> None:
         with lock:
             ran.append(ctx.job.id)
-            bulk.append(is_bulk_embedding())
+            bulk.append(is_niced_background())
+            niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     ids = [add_job(engine) for _ in range(12)]
-    queue = InProcessJobQueue(engine, {"t": handler}, workers=3, poll_s=0.05)
+    queue = InProcessJobQueue(engine, {"t": handler}, workers=3, poll_s=0.05, nice=4)
     queue.start()
     try:
         assert queue.health().ok
@@ -159,8 +164,10 @@ def test_inprocess_pool_runs_every_job_once(engine: Engine) -> None:
     assert sorted(ran) == sorted(ids)
     assert all(get(engine, i).status == JobStatus.ready for i in ids)
     assert not queue.health().ok
-    # Jobs embed as bulk work: requests sharing the embedder go first.
+    # Jobs run as background work on lowered threads: requests sharing the cores go first.
     assert bulk == [True] * len(ids) and not is_bulk_embedding()
+    assert niceness == [min(19, base + 4)] * len(ids)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # only the workers
 
 
 def test_worker_survives_a_store_that_refuses_the_outcome(engine: Engine) -> None:

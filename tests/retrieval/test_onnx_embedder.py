@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 
 from ragd.errors import ConfigError
 from ragd.llm_serving.model_files import minilm_dir
-from ragd.retrieval.embedder import BULK_BATCH_SIZE, bulk_embedding
+from ragd.retrieval.embedder import BULK_BATCH_SIZE, background_work, bulk_embedding
 from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
 from ragd.retrieval.registry import build_embedder
 from tests.conftest import make_settings
@@ -142,3 +146,69 @@ def test_torch_embedder_runs_bulk_work_in_passes_too(tmp_path: Path, monkeypatch
         bulk = emb.embed_documents(texts)
     assert calls == [6] + [BULK_BATCH_SIZE] * (6 // BULK_BATCH_SIZE)
     assert np.allclose(interactive, bulk, atol=1e-5)
+
+
+def _niced_threads(base: int) -> set[int]:
+    tids = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, int(task.name)) > base:
+                tids.add(int(task.name))
+    return tids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_background_work_runs_below_requests_on_a_session_of_its_own(
+    tmp_path: Path, onnx_cache: Path
+) -> None:
+    """Ingestion on a lowered thread neither waits for the encoder gate nor holds it: the
+    kernel orders it after requests, on onnxruntime threads that inherit its priority."""
+    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
+    assert isinstance(emb, OnnxEmbedder)
+    texts = [f"Passage {i}: collagen synthesis needs vitamin C." for i in range(6)]
+    request = emb.embed_documents(texts)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = _niced_threads(base)
+    got: dict[str, object] = {}
+
+    def ingest() -> None:
+        with background_work(5):
+            got["tid"] = threading.get_native_id()
+            got["vectors"] = emb.embed_documents(texts)
+
+    # A request holds the encoder gate throughout: background work must not need it.
+    with emb._gate.hold(bulk=False):
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "background work waited for the encoder gate"
+    assert np.allclose(request, got["vectors"], atol=1e-5)
+    assert emb._background is not None and emb._background is not emb._session
+    lowered = _niced_threads(base) - before
+    if (os.cpu_count() or 1) > 1:  # onnxruntime starts intra-op threads only with 2+ cores
+        assert lowered, "the background session's threads inherit the low priority"
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    # Bulk work on a thread at full priority still shares the gate (no session of its own).
+    fresh = OnnxEmbedder(emb.path, emb._onnx_path, name="fresh")
+    with bulk_embedding():
+        assert np.allclose(fresh.embed_documents(texts), request, atol=1e-5)
+    assert fresh._background is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_torch_background_work_does_not_wait_for_the_gate(tmp_path: Path) -> None:
+    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "fp32"}))
+    texts = ["Vitamin C prevents scurvy.", "Collagen needs vitamin C."]
+    request = emb.embed_documents(texts)
+    got: list[object] = []
+
+    def ingest() -> None:
+        with background_work(3):
+            got.append(emb.embed_documents(texts))
+
+    with emb._gate.hold(bulk=False):
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "background work waited for the encoder gate"
+    assert np.allclose(request, got[0], atol=1e-5)
