@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,10 +142,16 @@ def slot_order(
 
 
 class SentenceScorer:
-    """Scores sentences against a question: embedding similarity plus word overlap."""
+    """Scores sentences against a question: embedding similarity plus word overlap.
 
-    def __init__(self, embedder: Embedder | None) -> None:
+    ``vectors`` is the turn's cache of embeddings by text: the question and the sentences of the
+    top passages are scored both for the second hop and for the evidence, and each encoder pass
+    waits for the shared encoder, so a turn embeds each text once.
+    """
+
+    def __init__(self, embedder: Embedder | None, vectors: dict[str, Any] | None = None) -> None:
         self._embedder = embedder
+        self._vectors: dict[str, Any] = {} if vectors is None else vectors
 
     def score(self, question: str, sentences: Sequence[str]) -> list[float]:
         """One score per sentence, higher is better (roughly 0-2)."""
@@ -154,9 +161,14 @@ class SentenceScorer:
         overlap = [len(asked & content_words(s)) / max(1, len(asked)) for s in sentences]
         if self._embedder is None:
             return overlap
-        q = self._embedder.embed_query(question)
-        vectors = self._embedder.embed_documents(list(sentences))
-        cosine = (vectors @ q).astype(float).tolist()
+        key = "\x00query\x00" + question  # a query is embedded as a query, apart from passages
+        if key not in self._vectors:
+            self._vectors[key] = self._embedder.embed_query(question)
+        missing = [s for s in dict.fromkeys(sentences) if s not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self._embedder.embed_documents(missing), strict=True))
+        vectors = np.stack([self._vectors[s] for s in sentences])
+        cosine = (vectors @ self._vectors[key]).astype(float).tolist()
         return [c + 0.5 * o for c, o in zip(cosine, overlap, strict=True)]
 
 
@@ -167,12 +179,14 @@ def bridge_queries(
     each with the passage that named it."""
     found: list[tuple[str, str]] = []
     titles = {p.title.lower() for p in passages}
-    for passage in passages[:2]:
-        sentences = split_sentences(passage.hit.text)
+    split = [(passage, split_sentences(passage.hit.text)) for passage in passages[:2]]
+    # One scoring call (one encoder pass) for both passages' sentences.
+    everything = [s for _, sentences in split for s in sentences]
+    scored = dict(zip(everything, scorer.score(question, everything), strict=True))
+    for passage, sentences in split:
         if not sentences:
             continue
-        scores = scorer.score(question, sentences)
-        best = sentences[int(np.argmax(scores))]
+        best = max(sentences, key=lambda s: scored[s])
         for name in entities(best, exclude=question + " " + passage.title):
             if name.lower() not in titles and name not in [f for f, _ in found]:
                 found.append((name, passage.key))

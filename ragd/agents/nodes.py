@@ -171,7 +171,7 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     ctx = _ctx(runtime)
     retry = bool(state.get("retried"))
     query = search_query(state)
-    scorer = SentenceScorer(ctx.embedder)
+    scorer = SentenceScorer(ctx.embedder, ctx.sentence_vectors)
     calls: list[dict[str, Any]] = list(state.get("tool_calls") or [])
     top_k = ctx.top_k * (2 if retry else 1)
     first = await _search(ctx, query, top_k, calls)
@@ -208,7 +208,7 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
 async def grade(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Keep the passages with a sentence that matches the question; pick and number the evidence."""
     ctx = _ctx(runtime)
-    scorer = SentenceScorer(ctx.embedder)
+    scorer = SentenceScorer(ctx.embedder, ctx.sentence_vectors)
     candidates = list(state.get("passages") or [])[: ctx.evidence_passages + 2]
     if ctx.screen is not None:
         candidates = await ctx.screen(candidates)  # the context guard, by policy

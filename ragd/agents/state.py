@@ -130,6 +130,8 @@ class AgentContext:
     on_reset: Callable[[], Awaitable[None]] | None = None  # streaming: a drafted answer was dropped
     screen: ContextScreen | None = None  # context guard; None: drop chunks ingestion flagged
     started: float = field(default_factory=time.monotonic)
+    #: Embeddings the turn has computed, by text (see evidence.SentenceScorer).
+    sentence_vectors: dict[str, Any] = field(default_factory=dict)
 
     def time_left(self) -> float:
         return self.deadline_s - (time.monotonic() - self.started)

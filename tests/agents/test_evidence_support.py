@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ragd.agents.evidence import bridge_queries, entities, question_entities, split_sentences
 from ragd.agents.prompts import extractive_answer, quoted_answer
@@ -199,3 +202,39 @@ def test_retrieval_scores_sentences_off_the_event_loop() -> None:
     assert any("Shirley Temple" in q for q in update["queries"])  # the bridge hop ran
     # Two blocking embeds of 0.15 s each: a loop left free ticks many times meanwhile.
     assert ticks >= 10
+
+
+def test_a_turn_embeds_each_text_once(tmp_path: Path) -> None:
+    """The second hop and the evidence selection score the same sentences; each encoder pass
+    waits for the shared encoder, so the turn's scorer embeds every text once."""
+    from ragd.agents.evidence import SentenceScorer
+    from ragd.retrieval.registry import build_embedder
+    from tests.conftest import make_settings
+
+    emb = build_embedder(make_settings(tmp_path))
+    calls: list[tuple[str, list[str]]] = []
+
+    class Counting:  # the real embedder, counting what it is asked for
+        dim, name = emb.dim, emb.name
+
+        def embed_query(self, text: str) -> Any:
+            calls.append(("query", [text]))
+            return emb.embed_query(text)
+
+        def embed_documents(self, texts: list[str]) -> Any:
+            calls.append(("documents", list(texts)))
+            return emb.embed_documents(texts)
+
+    question = "Who starred in Kiss and Tell?"
+    scorer = SentenceScorer(Counting(), {})  # type: ignore[arg-type]
+    first = scorer.score(question, ["Shirley Temple starred in it.", "It is a 1945 film."])
+    again = scorer.score(question, ["It is a 1945 film.", "Corliss Archer is a character."])
+    assert calls == [
+        ("query", [question]),
+        ("documents", ["Shirley Temple starred in it.", "It is a 1945 film."]),
+        ("documents", ["Corliss Archer is a character."]),
+    ]
+    assert again[0] == pytest.approx(first[1])
+    fresh = SentenceScorer(emb).score(question, ["It is a 1945 film.", "Corliss Archer is a character."])
+    assert again == pytest.approx(fresh, abs=1e-4)
+    assert first[0] > first[1]  # the sentence that answers scores above the one that does not
