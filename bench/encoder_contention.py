@@ -37,12 +37,27 @@ if TYPE_CHECKING:
     from ragd.retrieval.base import Embedder
 
 
+def embed_queries_until(
+    emb: Embedder, queries: list[str], stop: threading.Event, gap_s: float
+) -> list[float]:
+    """Embed ``queries`` one at a time, ``gap_s`` apart, as search does, until ``stop`` is set;
+    the latency of each in milliseconds."""
+    lat: list[float] = []
+    i = 0
+    while not stop.is_set():
+        t = time.perf_counter()
+        emb.embed_query(queries[i % len(queries)])
+        lat.append((time.perf_counter() - t) * 1000)
+        i += 1
+        stop.wait(gap_s)
+    return lat
+
+
 def run_mode(emb: Embedder, passages: list[str], queries: list[str], bulk: bool) -> dict[str, float]:
     """Ingest ``passages`` on one thread while another embeds queries; latency and throughput."""
     from ragd.retrieval.embedder import bulk_embedding
 
     done = threading.Event()
-    lat: list[float] = []
 
     def ingest() -> None:
         with bulk_embedding() if bulk else nullcontext():
@@ -53,13 +68,7 @@ def run_mode(emb: Embedder, passages: list[str], queries: list[str], bulk: bool)
     t0 = time.perf_counter()
     worker = threading.Thread(target=ingest)
     worker.start()
-    i = 0
-    while not done.is_set():
-        t = time.perf_counter()
-        emb.embed_query(queries[i % len(queries)])
-        lat.append((time.perf_counter() - t) * 1000)
-        i += 1
-        time.sleep(0.02)
+    lat = embed_queries_until(emb, queries, done, gap_s=0.02)
     worker.join()
     took = time.perf_counter() - t0
     return {

@@ -8,7 +8,7 @@ answer the way the agent asks for it (the system prompt, about 450 tokens of num
 and a question; then up to 48 tokens) with llama.cpp on each of ``--threads`` while:
 
 - ``idle``: nothing else runs;
-- ``search``: another thread embeds SciFact claims one at a time, ``--query-rate`` a second;
+- ``search``: another thread embeds SciFact claims one at a time, ``1 / --query-rate`` s apart;
 - ``ingest``: another thread embeds SciFact abstracts as the ingestion worker does (bulk passes);
 - ``ingest@niceN``: the same on an onnxruntime session of its own, created by that thread after
   it lowered its own CPU priority by N (the session's threads inherit it);
@@ -103,6 +103,7 @@ def main() -> None:
 
     from llama_cpp import Llama
 
+    from bench.encoder_contention import embed_queries_until
     from ragd.config import Settings
     from ragd.llm_serving.model_files import smollm2_gguf
     from ragd.privacy import disable_telemetry
@@ -128,14 +129,7 @@ def main() -> None:
 
     def search_load(emb: OnnxEmbedder, record: dict[str, Any]) -> Callable[[threading.Event], None]:
         def run(stop: threading.Event) -> None:
-            lat: list[float] = []
-            i = 0
-            while not stop.is_set():
-                t = time.perf_counter()
-                emb.embed_query(claims[i % len(claims)])
-                lat.append((time.perf_counter() - t) * 1000)
-                i += 1
-                stop.wait(max(0.0, 1 / args.query_rate - (time.perf_counter() - t)))
+            lat = embed_queries_until(emb, claims, stop, gap_s=1 / args.query_rate)
             record["query_p95_ms"] = round(float(np.percentile(lat, 95)), 1) if lat else None
 
         return run

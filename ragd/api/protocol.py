@@ -81,7 +81,8 @@ class ChatResponse(BaseModel):
         default_factory=dict,
         description="Milliseconds per stage of the turn, in order: 'prepare' (scope, session, history), "
         "'input_guard', the agent's steps ('route', 'retrieve', 'grade', 'answer', 'verify', ...; a step "
-        "that ran twice is summed) and 'output_guard'. Where latency_ms went.",
+        "that ran twice is summed; 'model_queue' is the wait for the embedded model while it answered "
+        "another turn, apart from 'answer') and 'output_guard'. Where latency_ms went.",
     )
 
 

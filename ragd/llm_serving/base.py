@@ -37,8 +37,9 @@ def model_queue_waits() -> Iterator[list[float]]:
     """Collect how long (seconds) the block's calls waited for a busy in-process model.
 
     The embedded model answers one request at a time; a turn that arrives while another is
-    generating waits for it. That wait is part of a turn's latency that no faster prompt fixes,
-    so the agent reports it apart from the generation (``timings_ms["model_queue"]``).
+    generating waits for it. That wait is other turns' generation, not this one's, so the agent
+    reports it apart (``timings_ms["model_queue"]``): a queue says the model is short of capacity,
+    a slow answer says it is short of CPU.
     """
     waits: list[float] = []
     token = _QUEUE_WAITS.set(waits)
