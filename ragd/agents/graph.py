@@ -11,6 +11,7 @@ from langgraph.graph import END, START, StateGraph
 
 from ragd.agents import nodes
 from ragd.agents.state import AgentContext, AgentState
+from ragd.llm_serving.base import model_queue_waits
 
 Node = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -18,16 +19,17 @@ Node = Callable[..., Awaitable[dict[str, Any]]]
 def timed(name: str, node: Node) -> Node:
     """``node`` that also records how long it took (the turn's trace shows where time goes).
 
-    A node may return ``timings`` of its own: parts of its time it measured apart (the answer
-    node's wait for a busy model). They are recorded before it, and its own entry is the rest.
+    A node that called the embedded model records its wait for the model apart, as
+    ``model_queue`` before the node's own entry, which is the rest of its time.
     """
 
     @functools.wraps(node)
     async def run(state: AgentState, runtime: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        update = await node(state, runtime)
+        with model_queue_waits() as waits:
+            update = await node(state, runtime)
         spent = (time.perf_counter() - started) * 1000
-        parts = list(update.get("timings") or [])
+        parts = [("model_queue", round(sum(waits) * 1000, 1))] if waits else []
         own = round(max(0.0, spent - sum(ms for _, ms in parts)), 1)
         return {**update, "timings": [*state.get("timings", []), *parts, (name, own)]}
 

@@ -32,7 +32,7 @@ from ragd.agents.support import check_answer, cited_numbers, strip_citations, su
 from ragd.agents.tools import BUILTIN_NAMES, run_tool, tool_specs
 from ragd.errors import BackendUnavailable, RagdError
 from ragd.guardrails.grounding import check_grounding
-from ragd.llm_serving.base import BadModelOutput, GenerationParams, Usage, model_queue_waits
+from ragd.llm_serving.base import BadModelOutput, GenerationParams, Usage
 from ragd.llm_serving.tool_calls import call_tool
 
 log = logging.getLogger(__name__)
@@ -239,23 +239,7 @@ def _relevance(question: str, passage: Passage, scorer: SentenceScorer) -> float
 
 
 async def _generate(
-    ctx: AgentContext,
-    messages: list[Any],
-    max_tokens: int,
-    stream: bool = False,
-    waits: list[float] | None = None,
-) -> tuple[str, str, Usage]:
-    """The model's reply; ``waits`` collects how long it waited for a busy embedded model."""
-    with model_queue_waits() as waited:
-        try:
-            return await _generate_once(ctx, messages, max_tokens, stream)
-        finally:
-            if waits is not None:
-                waits.extend(waited)
-
-
-async def _generate_once(
-    ctx: AgentContext, messages: list[Any], max_tokens: int, stream: bool
+    ctx: AgentContext, messages: list[Any], max_tokens: int, stream: bool = False
 ) -> tuple[str, str, Usage]:
     params = GenerationParams(
         max_tokens=max_tokens, stop=("\n",), timeout_s=max(1.0, min(ctx.time_left(), 120.0))
@@ -322,25 +306,18 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     if not evidence:
         return {**update, "attempts": attempts, "answer": "", "supported": False}
     messages = prompts.answer_messages(state["question"], evidence, state.get("history") or [])
-    waits: list[float] = []
     try:
-        text, backend, usage = await _generate(ctx, messages, ctx.max_answer_tokens, stream=True, waits=waits)
+        text, backend, usage = await _generate(ctx, messages, ctx.max_answer_tokens, stream=True)
     except (BackendUnavailable, TimeoutError) as exc:
         log.warning("no model could answer (%s): extractive answer", type(exc).__name__)
         text, cited = prompts.extractive_answer(evidence)
         if not cited:  # every passage was blanked by the context guard: nothing true to quote
             said = await abstain(state, runtime)
-            return {
-                **said,
-                "events": [*update["events"], "abstain"],
-                "attempts": attempts,
-                "timings": _queued(waits),
-            }
+            return {**said, "events": [*update["events"], "abstain"], "attempts": attempts}
         if ctx.on_token is not None:
             await ctx.on_token(text)
         return {
             **update,
-            "timings": _queued(waits),
             "attempts": attempts,
             "answer": text,
             "cited": cited,
@@ -354,18 +331,12 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     text, cited = attach_citations(_first_sentence(text), numbered, state["question"], provenance(evidence))
     return {
         **update,
-        "timings": _queued(waits),
         "attempts": attempts,
         "answer": text,
         "cited": cited,
         "backend": backend,
         "usage": _add_usage(state, usage),
     }
-
-
-def _queued(waits: list[float]) -> list[tuple[str, float]]:
-    """The answer node's own timing part: its wait for a busy embedded model."""
-    return [("model_queue", round(sum(waits) * 1000, 1))]
 
 
 async def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
