@@ -183,8 +183,9 @@ class OnnxEmbedder(TokenizedEmbedder):
         threads: int = 0,
         spinning: bool = True,
     ) -> None:
-        """``threads``: onnxruntime's intra-op threads (0: one per core); ``spinning``: whether
-        they busy-wait for the next op instead of sleeping (faster runs, CPU taken from others)."""
+        """``threads``: onnxruntime's intra-op threads (0: its default, one per physical core);
+        ``spinning``: whether they busy-wait for the next op instead of sleeping (faster runs, CPU
+        taken from others)."""
         from transformers import AutoTokenizer
 
         self.path = Path(model_dir)

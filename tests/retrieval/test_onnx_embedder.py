@@ -163,17 +163,21 @@ def test_background_work_runs_below_requests_on_a_session_of_its_own(
 ) -> None:
     """Ingestion on a lowered thread neither waits for the encoder gate nor holds it: the
     kernel orders it after requests, on onnxruntime threads that inherit its priority."""
-    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
-    assert isinstance(emb, OnnxEmbedder)
+    built = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
+    assert isinstance(built, OnnxEmbedder)
+    # Two intra-op threads, stated: by default onnxruntime starts one per physical core, which is
+    # none beyond the caller on a machine with one core (two hyperthreads), like CI's.
+    emb = OnnxEmbedder(built.path, built._onnx_path, name="two-threads", threads=2)
     texts = [f"Passage {i}: collagen synthesis needs vitamin C." for i in range(6)]
     request = emb.embed_documents(texts)
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if base >= 19:
+        pytest.skip("the tests already run at the lowest priority: there is nothing below it")
     before = _niced_threads(base)
     got: dict[str, object] = {}
 
     def ingest() -> None:
         with background_work(5):
-            got["tid"] = threading.get_native_id()
             got["vectors"] = emb.embed_documents(texts)
 
     # A request holds the encoder gate throughout: background work must not need it.
@@ -184,9 +188,8 @@ def test_background_work_runs_below_requests_on_a_session_of_its_own(
         assert not worker.is_alive(), "background work waited for the encoder gate"
     assert np.allclose(request, got["vectors"], atol=1e-5)
     assert emb._background is not None and emb._background is not emb._session
-    lowered = _niced_threads(base) - before
-    if (os.cpu_count() or 1) > 1:  # onnxruntime starts intra-op threads only with 2+ cores
-        assert lowered, "the background session's threads inherit the low priority"
+    lowered = _niced_threads(base) - before  # the ingest thread itself has ended
+    assert lowered, "the background session's threads inherit the low priority"
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     # Bulk work on a thread at full priority still shares the gate (no session of its own).
     fresh = OnnxEmbedder(emb.path, emb._onnx_path, name="fresh")
