@@ -80,6 +80,8 @@ class ChatOutcome:
     timings: list[tuple[str, float]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[Passage] = field(default_factory=list)  # what the model saw (evaluation reads it)
+    #: Every passage the turn's searches found, fused, in the order grading considered them.
+    retrieved: list[Passage] = field(default_factory=list)
     experiment: tuple[str, str] | None = None  # (experiment id, variant) the turn ran under
 
 
@@ -286,6 +288,7 @@ class ChatService:
             timings=stages,
             tool_calls=list(state.get("tool_calls") or []),
             evidence=list(evidence),
+            retrieved=list(state.get("passages") or []),
             experiment=(assignment.experiment_id, assignment.variant) if assignment else None,
         )
         if self.guards is not None and not outcome.abstained and state.get("route") == "knowledge":

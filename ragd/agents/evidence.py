@@ -95,6 +95,37 @@ def question_entities(question: str) -> list[str]:
     return [e for e in entities(body) if len(content_words(e)) >= 1][:3]
 
 
+def link_name(title: str) -> str:
+    """How other documents name the document ``title``: without a qualifier in brackets
+    ("Alien (film)" -> "Alien"); empty when too generic to count as a link (one short word)."""
+    name = re.sub(r"\s*\([^)]*\)\s*$", "", title).strip()
+    return name if len(content_words(name)) >= 2 or len(name) >= 8 else ""
+
+
+def names(text: str, title: str) -> bool:
+    """Whether ``text`` names the document ``title`` (see :func:`link_name`)."""
+    name = link_name(title)
+    return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def linked_first(passages: Sequence[Passage], limit: int, window: int) -> list[Passage]:
+    """``limit`` passages: the best one, then those among the first ``window`` that it names or
+    that name it, then the rest in order.
+
+    A multi-hop question's second passage is about something the first one names (HotpotQA
+    dev100: 79 of 100 supporting pairs name each other, 11% of supporting-distractor pairs do),
+    and it matches the question itself poorly, so the searches rank it low.
+    """
+    if not passages:
+        return []
+    top, rest = passages[0], list(passages[1:])
+    linked = [
+        p for p in rest[: max(0, window - 1)] if names(top.hit.text, p.title) or names(p.hit.text, top.title)
+    ]
+    chosen = {p.key for p in linked}
+    return [top, *linked, *[p for p in rest if p.key not in chosen]][:limit]
+
+
 def link_origins(passages: Sequence[Passage], origins: dict[str, list[str]]) -> None:
     """Record on each passage which passages led to it (through the queries that found it)."""
     for passage in passages:
@@ -193,6 +224,13 @@ def bridge_queries(
     return found[:limit]
 
 
+def repeats_title(sentence: str, title: str) -> bool:
+    """Whether ``sentence`` repeats ``title`` ("Kiss and Tell Kiss and Tell is a film": a heading
+    run into the text). A sentence that merely opens with it keeps it: in "Annie Morton (born
+    1970) is a model" the title is the subject, and cutting it left "(born 1970) is a model"."""
+    return bool(title) and sentence.startswith(f"{title} {title}")
+
+
 def select_evidence(
     question: str,
     passages: Sequence[Passage],
@@ -206,8 +244,8 @@ def select_evidence(
     all_sentences: list[tuple[int, int, str]] = []
     for i, passage in enumerate(chosen):
         for j, sentence in enumerate(split_sentences(passage.hit.text)):
-            if sentence.startswith(passage.title + " ") and len(sentence) > len(passage.title) + 20:
-                sentence = sentence[len(passage.title) + 1 :]  # chunks repeat their section title
+            if repeats_title(sentence, passage.title):
+                sentence = sentence[len(passage.title) + 1 :]
             elif sentence == passage.title or REMOVED_MARKER in sentence:
                 continue  # a heading, or what the context guard left of an instruction
             all_sentences.append((i, j, sentence))

@@ -23,6 +23,8 @@ from ragd.agents.evidence import (
     content_words,
     fuse,
     link_origins,
+    linked_first,
+    names,
     question_entities,
     select_evidence,
     slot_order,
@@ -209,7 +211,7 @@ async def grade(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     """Keep the passages with a sentence that matches the question; pick and number the evidence."""
     ctx = _ctx(runtime)
     scorer = SentenceScorer(ctx.embedder, ctx.sentence_vectors)
-    candidates = list(state.get("passages") or [])[: ctx.evidence_passages + 2]
+    candidates = linked_first(list(state.get("passages") or []), ctx.evidence_passages + 2, ctx.top_k)
     if ctx.screen is not None:
         candidates = await ctx.screen(candidates)  # the context guard, by policy
     else:
@@ -263,16 +265,34 @@ async def _generate(
     return "".join(pieces).strip(), backend, usage
 
 
+#: What a small model puts before its answer ("The answer to this question is: X"): its words
+#: are in no passage, so the support check would reject a copied answer for them.
+_LEAD_IN = re.compile(
+    r"^(?:the\s+)?(?:correct\s+|final\s+|short\s+)?answer(?:\s+to\s+(?:this|the)\s+question)?"
+    r"(?:\s+is)?\s*:\s*|^(?:the\s+)?answer\s+is\s+",
+    re.IGNORECASE,
+)
+
+
 def _first_sentence(text: str) -> str:
-    text = text.strip().strip('"').strip()
+    text = _LEAD_IN.sub("", text.strip()).strip().strip('"').strip()
     match = re.search(r"(?<=[.!?])\s", text)
     return text[: match.start()].strip() if match else text
 
 
 def provenance(evidence: list[Passage]) -> dict[int, list[int]]:
-    """Passage number -> numbers of the evidence passages that led to it (multi-hop chains)."""
+    """Passage number -> numbers of the evidence passages that led to it (multi-hop chains): the
+    ones whose search found it (a bridge entity, a compared entity), and the ones whose shown
+    sentences name its title (a link between documents, as "starring Shirley Temple" leads to
+    the passage "Shirley Temple")."""
     number = {p.key: p.number for p in evidence}
-    return {p.number: [number[k] for k in p.via if k in number] for p in evidence}
+    chains = {p.number: [number[k] for k in p.via if k in number] for p in evidence}
+    for passage in evidence:
+        for other in evidence:
+            if other is not passage and other.number not in chains[passage.number]:
+                if names(other.evidence_text, passage.title):
+                    chains[passage.number].append(other.number)
+    return chains
 
 
 def attach_citations(
@@ -393,7 +413,8 @@ async def extract(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     ctx = _ctx(runtime)
     if ctx.on_reset is not None and state.get("answer"):
         await ctx.on_reset()
-    text, cited = prompts.quoted_answer(state["question"], state.get("evidence") or [])
+    evidence = state.get("evidence") or []
+    text, cited = prompts.quoted_answer(state["question"], evidence, chains=provenance(evidence))
     if not cited:  # no passage has a quotable sentence left: say so instead of an empty answer
         return await abstain(state, runtime)
     if ctx.on_token is not None:

@@ -76,10 +76,16 @@ def extractive_answer(evidence: Sequence[Passage]) -> tuple[str, list[int]]:
     ]
 
 
-def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2) -> tuple[str, list[int]]:
+def quoted_answer(
+    question: str,
+    evidence: Sequence[Passage],
+    passages: int = 2,
+    chains: dict[int, list[int]] | None = None,
+) -> tuple[str, list[int]]:
     """An answer made of cited evidence: the top passage's evidence sentences (the ones that
     best match the question), then the next passage's best-matching sentence when it adds
-    words the first did not have (the second hop of a multi-hop question)."""
+    words the first did not have (the second hop of a multi-hop question). A quoted passage
+    also cites the passages that led to it (``chains``, see ``nodes.provenance``)."""
     asked = content_words(question)
     parts: list[str] = []
     cited: list[int] = []
@@ -91,6 +97,8 @@ def quoted_answer(question: str, evidence: Sequence[Passage], passages: int = 2)
         if parts and not (words - covered - asked):
             continue
         covered |= words
-        parts.append(f"{' '.join(q.rstrip() for q in quote)} [{passage.number}]")
-        cited.append(passage.number)
+        chain = [n for n in (chains or {}).get(passage.number, []) if n not in cited and n != passage.number]
+        marks = [passage.number, *chain]
+        parts.append(f"{' '.join(q.rstrip() for q in quote)} {''.join(f'[{n}]' for n in marks)}")
+        cited += [n for n in marks if n not in cited]
     return " ".join(parts), cited

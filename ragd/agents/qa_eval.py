@@ -9,6 +9,8 @@ turn. Metrics:
 - ``context_recall``: share of the gold supporting paragraphs among the passages the answer cites;
 - ``grounded_rate``: share of answers whose every sentence is supported by a cited passage, judged
   by the guardrails' grounding check (an abstention claims nothing and counts as grounded);
+- ``evidence_recall`` / ``retrieved_recall``: the same share among the passages the model saw, and
+  among every passage the turn's searches found (where ``context_recall`` is lost);
 - ``abstain_rate``, ``latency_p50_ms`` / ``latency_p95_ms`` (whole turn), ``ttft_p50_ms``.
 """
 
@@ -231,6 +233,7 @@ async def _run(
             gold = {c["id"] for c in item.contexts if c.get("supporting")}
             cited = {context_of(doc_to_context, c["document_id"], c["section"]) for c in outcome.citations}
             seen = {context_of(doc_to_context, p.hit.document_id, p.hit.section) for p in outcome.evidence}
+            found = [context_of(doc_to_context, p.hit.document_id, p.hit.section) for p in outcome.retrieved]
             checks = check_grounding(outcome.answer, [c["text"] for c in outcome.citations])
             # An abstention or a refusal claims nothing, so it is not ungrounded.
             silent = outcome.abstained or outcome.blocked
@@ -245,6 +248,20 @@ async def _run(
                     "f1": best_over(item.answers, answer, f1_score) if not silent else 0.0,
                     "context_recall": len(gold & cited) / len(gold) if gold else 0.0,
                     "evidence_recall": len(gold & seen) / len(gold) if gold else 0.0,
+                    "retrieved_recall": len(gold & set(found)) / len(gold) if gold else 0.0,
+                    # Where grading found each gold paragraph among the fused passages (-1: not).
+                    "gold_ranks": sorted(found.index(g) if g in found else -1 for g in gold),
+                    "evidence": [
+                        {"number": p.number, "title": p.title, "gold": seen_id in gold}
+                        for p, seen_id in zip(
+                            outcome.evidence,
+                            (
+                                context_of(doc_to_context, p.hit.document_id, p.hit.section)
+                                for p in outcome.evidence
+                            ),
+                            strict=True,
+                        )
+                    ],
                     "grounded": float(grounded),
                     "abstained": float(outcome.abstained),
                     "blocked": float(outcome.blocked),
@@ -297,6 +314,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "ttft_p50_ms": percentile(ttfts, 50),
         "ttft_p95_ms": percentile(ttfts, 95),
         "evidence_recall": mean("evidence_recall"),
+        "retrieved_recall": mean("retrieved_recall"),
         "f1_answered": round(sum(r["f1"] for r in answered) / len(answered), 4) if answered else 0.0,
         "grounded_rate_answered": (
             round(sum(r["grounded"] for r in answered) / len(answered), 4) if answered else 0.0

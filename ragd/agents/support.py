@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragd.agents.evidence import STOPWORDS, content_words, split_sentences, words
+from ragd.agents.evidence import STOPWORDS, content_words, question_entities, split_sentences, words
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _YES_NO = {"yes", "no"}
@@ -94,9 +94,14 @@ def check_answer(
 
 def supporting_passages(answer: str, evidence: dict[int, str], question: str) -> list[int]:
     """The passages that back an uncited answer best (used to attach citations to it)."""
-    new = content_words(strip_citations(answer)) - content_words(question)
+    said = content_words(strip_citations(answer))
+    new = said - content_words(question)
     if not new:
-        return []
+        # A bare pick of one thing the question names ("Who is older, A or B?" -> "B") is backed
+        # by the passages about it; any other restatement of the question claims nothing.
+        if not said or not any(said == content_words(e) for e in question_entities(question)):
+            return []
+        new = said
     best: list[tuple[float, int]] = []
     for number, text in evidence.items():
         source = {_stem(w) for w in words(text)}

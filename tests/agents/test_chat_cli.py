@@ -82,3 +82,7 @@ def test_eval_qa_end_to_end_on_one_question(tmp_path: Path) -> None:
     ):
         assert key in figures
     assert figures["questions"] == 1 and len(figures["items"]) == 1
+    item = figures["items"][0]
+    # Where context recall is lost: cited <= shown to the model <= found by the searches.
+    assert item["context_recall"] <= item["evidence_recall"] <= item["retrieved_recall"]
+    assert len(item["gold_ranks"]) == 2 and figures["retrieved_recall"] == item["retrieved_recall"]

@@ -238,3 +238,76 @@ def test_a_turn_embeds_each_text_once(tmp_path: Path) -> None:
     fresh = SentenceScorer(emb).score(question, ["It is a 1945 film.", "Corliss Archer is a character."])
     assert again == pytest.approx(fresh, abs=1e-4)
     assert first[0] > first[1]  # the sentence that answers scores above the one that does not
+
+
+def test_evidence_keeps_a_sentence_whose_subject_is_the_title() -> None:
+    from ragd.agents.evidence import SentenceScorer, select_evidence
+
+    morton = _passage(
+        "a", "Annie Morton", "Annie Morton\n\nAnnie Morton (born October 8, 1970) is an American model."
+    )
+    repeated = _passage("b", "Kiss and Tell", "Kiss and Tell Kiss and Tell is a 1945 American comedy film.")
+    chosen = select_evidence(
+        "Who is Annie Morton?", [morton, repeated], SentenceScorer(None), max_passages=2, max_sentences=2
+    )
+    # The heading is dropped, the subject is not; a title run into the text is cut once.
+    assert chosen[0].sentences == ["Annie Morton (born October 8, 1970) is an American model."]
+    assert chosen[1].sentences == ["Kiss and Tell is a 1945 American comedy film."]
+
+
+def test_a_cited_passage_brings_the_passage_that_names_it() -> None:
+    from ragd.agents.nodes import provenance
+
+    film = _passage("a", "Kiss and Tell (1945 film)", "Kiss and Tell is a film starring Shirley Temple.")
+    actress = _passage("b", "Shirley Temple", "Shirley Temple served as Chief of Protocol.")
+    other = _passage("c", "Corliss Archer", "Corliss Archer is a fictional teenage girl.")
+    for n, p in enumerate([actress, film, other], start=1):
+        p.number = n
+        p.sentences = [p.hit.text]
+    chains = provenance([actress, film, other])
+    # The film's passage names the actress: it led to her passage; nothing names the others.
+    assert chains == {1: [2], 2: [], 3: []}
+    answer, cited = quoted_answer(
+        "Which position did Shirley Temple hold?", [actress, film, other], chains=chains
+    )
+    assert cited == [1, 2] and answer.startswith("Shirley Temple served as Chief of Protocol. [1][2] ")
+
+
+def test_a_model_lead_in_is_not_part_of_the_answer() -> None:
+    from ragd.agents.nodes import attach_citations
+
+    evidence = {
+        1: "Terry Richardson. Terrence Richardson (born August 14, 1965) is an American photographer.",
+        2: "Annie Morton. Annie Morton (born October 8, 1970) is an American model.",
+    }
+    question = "Who is older, Annie Morton or Terry Richardson?"
+    from ragd.agents.nodes import _first_sentence
+
+    body = _first_sentence("The answer to this question is: Terry Richardson. He was born in 1965.")
+    assert body == "Terry Richardson."
+    text, cited = attach_citations(body, evidence, question)
+    # An answer in the question's own words is backed by the passage about what it names.
+    assert (text, cited) == ("Terry Richardson [1].", [1])
+    assert all(s.supported for s in check_answer(text, evidence, question))
+    assert _first_sentence("Answering machines are old.") == "Answering machines are old."
+    # A restatement of the question that picks nothing gets no citation (the agent quotes instead).
+    assert attach_citations("Terry Richardson is Annie Morton.", evidence, question) == (
+        "Terry Richardson is Annie Morton.",
+        [],
+    )
+
+
+def test_the_passage_the_best_one_names_is_shown_before_better_ranked_strangers() -> None:
+    from ragd.agents.evidence import linked_first
+
+    film = _passage("a", "Kiss and Tell (1945 film)", "Kiss and Tell is a film starring Shirley Temple.")
+    strangers = [_passage(f"s{i}", f"Comedy film {i}", f"Comedy film {i} is a 1945 film.") for i in range(4)]
+    actress = _passage("b", "Shirley Temple", "Shirley Temple served as Chief of Protocol.")
+    backlink = _passage("c", "Corliss Archer", "Corliss Archer first appeared in Kiss and Tell.")
+    ranked = [film, *strangers, actress, backlink]
+    keys = [p.key for p in linked_first(ranked, limit=4, window=8)]
+    # What the best passage names, and what names it, come before better-ranked strangers.
+    assert keys == ["a", "b", "c", "s0"]
+    # Only within the window: a passage past it keeps its place.
+    assert [p.key for p in linked_first(ranked, limit=4, window=6)] == ["a", "b", "s0", "s1"]
+    assert linked_first([], limit=4, window=8) == []
