@@ -23,7 +23,7 @@ $PIP install -q -U "pip==26.3" "wheel" "setuptools"
 # llama.cpp is compiled for this CPU (-march=native) but without AMX: on these machines the CPU
 # reports AMX and the first AMX tile load of a prompt batch traps (SIGILL, "invalid opcode" in
 # libggml-cpu), so any prompt longer than one token killed the process. AVX-512/VNNI stay on.
-# Built apart from the lock install, without pip's wheel cache (which may hold an AMX build).
+# Built apart from the lock install and outside pip's wheel cache (which may hold an AMX build).
 llama_pin=$(grep -iE '^llama[-_]cpp[-_]python==' requirements/lock.txt)
 if ! "$VENV/bin/python" - "${llama_pin#*==}" 2>/dev/null <<'PY'
 import sys
@@ -33,10 +33,19 @@ built_for = llama_cpp.llama_print_system_info().decode()
 sys.exit(version("llama_cpp_python") != sys.argv[1] or "AMX_INT8 = 1" in built_for)
 PY
 then
-  echo "setup: building llama.cpp for this CPU (without AMX; a few minutes)"
-  no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
-    $PIP install -q --no-cache-dir --force-reinstall --no-deps "$llama_pin"
+  # The wheel is kept per version and CPU (it is built for this one), so a new venv on the same
+  # machine installs it in seconds.
+  cpu=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-12)
+  wheels="${XDG_CACHE_HOME:-$HOME/.cache}/ragd/llama-cpp/${llama_pin#*==}-noamx-$cpu"
+  if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    rm -rf "$wheels.tmp"
+    echo "setup: building llama.cpp for this CPU (without AMX; a few minutes)"
+    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
+      $PIP wheel -q --no-cache-dir --no-deps -w "$wheels.tmp" "$llama_pin"
+    mv "$wheels.tmp" "$wheels"
+  fi
+  $PIP install -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
 fi
 $PIP install -q -r requirements/lock.txt
 # Packages whose declared dependencies ragd must not take (DESIGN.md §3, §4): the SmolLM2 GGUF
