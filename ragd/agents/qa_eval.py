@@ -252,15 +252,12 @@ async def _run(
                     # Where grading found each gold paragraph among the fused passages (-1: not).
                     "gold_ranks": sorted(found.index(g) if g in found else -1 for g in gold),
                     "evidence": [
-                        {"number": p.number, "title": p.title, "gold": seen_id in gold}
-                        for p, seen_id in zip(
-                            outcome.evidence,
-                            (
-                                context_of(doc_to_context, p.hit.document_id, p.hit.section)
-                                for p in outcome.evidence
-                            ),
-                            strict=True,
-                        )
+                        {
+                            "number": p.number,
+                            "title": p.title,
+                            "gold": context_of(doc_to_context, p.hit.document_id, p.hit.section) in gold,
+                        }
+                        for p in outcome.evidence
                     ],
                     "grounded": float(grounded),
                     "abstained": float(outcome.abstained),
