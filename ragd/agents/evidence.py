@@ -19,7 +19,9 @@ from ragd.agents.state import Passage
 from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.retrieval.base import Embedder, SearchHit
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(A-Z0-9])")
+#: A stop, then space and what starts a sentence; a stop after a lone capital is an initial
+#: ("Henry J. Kaiser"), not an end.
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=[\"'“(A-Z0-9])")
 _WORD = re.compile(r"[\w'\u2019]+", re.UNICODE)
 _CAP = r"(?:[A-Z0-9][\w'\u2019.\-&]*)"
 _ENTITY = re.compile(
@@ -108,22 +110,39 @@ def names(text: str, title: str) -> bool:
     return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-def linked_first(passages: Sequence[Passage], limit: int, window: int) -> list[Passage]:
-    """``limit`` passages: the best one, then those among the first ``window`` that it names or
-    that name it, then the rest in order.
+def leads_to(passage: Passage, other: Passage) -> bool:
+    """Whether ``passage`` names ``other``'s subject (a link from one document to another).
 
-    A multi-hop question's second passage is about something the first one names (HotpotQA
-    dev100: 79 of 100 supporting pairs name each other, 11% of supporting-distractor pairs do),
-    and it matches the question itself poorly, so the searches rank it low.
+    Mentions of the passage's own subject do not count: "Brown State Fishing Lake ..." names
+    itself, not the page "Fishing Lake", and a namesake is not a link.
+    """
+    own = link_name(passage.title)
+    if own and own.lower() == link_name(other.title).lower():
+        return False  # a namesake ("Johnny Angel" the film and "Johnny Angel (song)")
+    text = passage.body
+    if own and own.lower() not in other.title.lower():
+        text = re.sub(rf"(?<!\w){re.escape(own)}(?!\w)", " ", text, flags=re.IGNORECASE)
+    return names(text, other.title)
+
+
+def linked_first(passages: Sequence[Passage], limit: int, window: int) -> list[Passage]:
+    """``limit`` passages: the best one, then those among the first ``window`` that it names,
+    then those that name it, then the rest in order.
+
+    A multi-hop question's second passage is about something the first one names, and it
+    matches the question itself poorly, so the searches rank it low. HotpotQA dev100, over each
+    question's ten paragraphs: 88 of 141 passages a supporting paragraph names are supporting
+    too (62%), against 88 of 239 passages that name a supporting paragraph (37%, mostly other
+    pages about the same thing), so forward links go first.
     """
     if not passages:
         return []
     top, rest = passages[0], list(passages[1:])
-    linked = [
-        p for p in rest[: max(0, window - 1)] if names(top.hit.text, p.title) or names(p.hit.text, top.title)
-    ]
-    chosen = {p.key for p in linked}
-    return [top, *linked, *[p for p in rest if p.key not in chosen]][:limit]
+    near = rest[: max(0, window - 1)]
+    named = [p for p in near if leads_to(top, p)]
+    naming = [p for p in near if p not in named and leads_to(p, top)]
+    chosen = {p.key for p in named + naming}
+    return [top, *named, *naming, *[p for p in rest if p.key not in chosen]][:limit]
 
 
 def link_origins(passages: Sequence[Passage], origins: dict[str, list[str]]) -> None:

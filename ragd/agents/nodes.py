@@ -22,6 +22,7 @@ from ragd.agents.evidence import (
     bridge_queries,
     content_words,
     fuse,
+    leads_to,
     link_origins,
     linked_first,
     names,
@@ -30,7 +31,13 @@ from ragd.agents.evidence import (
     slot_order,
 )
 from ragd.agents.state import ABSTAIN_ANSWER, AgentContext, AgentState, Passage
-from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
+from ragd.agents.support import (
+    backs,
+    check_answer,
+    cited_numbers,
+    strip_citations,
+    supporting_passages,
+)
 from ragd.agents.tools import BUILTIN_NAMES, run_tool, tool_specs
 from ragd.errors import BackendUnavailable, RagdError
 from ragd.guardrails.grounding import check_grounding
@@ -224,15 +231,24 @@ async def grade(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         max_passages=ctx.evidence_passages + 2,
         max_sentences=ctx.evidence_sentences,
     )
-    relevant = [p for p in evidence if _relevance(state["question"], p, scorer) >= MIN_PASSAGE_SCORE]
-    kept = relevant[: ctx.evidence_passages]
+    kept = relevant_passages(state["question"], evidence)[: ctx.evidence_passages]
     for n, passage in enumerate(kept, start=1):
         passage.number = n
     return {**_events(state, "grade"), "evidence": kept}
 
 
-def _relevance(question: str, passage: Passage, scorer: SentenceScorer) -> float:
-    # Words shared with the question are cheap evidence of relevance; no overlap at all is suspect.
+def relevant_passages(question: str, evidence: list[Passage]) -> list[Passage]:
+    """The passages that share a word with the question, or that the best passage names.
+
+    No shared word at all is suspect, except for the next hop of a multi-hop question: the
+    passage the best one names is relevant through that link ("... the woman who portrayed
+    Corliss Archer" -> "Shirley Temple", which shares no word with the question).
+    """
+    hop = {p.key for p in evidence[1:] if leads_to(evidence[0], p)}
+    return [p for p in evidence if p.key in hop or _relevance(question, p) >= MIN_PASSAGE_SCORE]
+
+
+def _relevance(question: str, passage: Passage) -> float:
     shared = content_words(question) & content_words(passage.title + " " + passage.evidence_text)
     return 0.3 * len(shared) + (0.2 if passage.score > 0 else 0.0)
 
@@ -276,7 +292,7 @@ _LEAD_IN = re.compile(
 
 def _first_sentence(text: str) -> str:
     text = _LEAD_IN.sub("", text.strip()).strip().strip('"').strip()
-    match = re.search(r"(?<=[.!?])\s", text)
+    match = re.search(r"(?<=[.!?])(?<!\b[A-Z]\.)\s", text)  # "Henry J. Kaiser" is one sentence
     return text[: match.start()].strip() if match else text
 
 
@@ -295,13 +311,40 @@ def provenance(evidence: list[Passage]) -> dict[int, list[int]]:
     return chains
 
 
+def anchored(answer: str, evidence: list[Passage], question: str) -> bool:
+    """Whether the passages that back ``answer``'s own words include the question's anchor: the
+    best-matching passage, a passage it names (the next hop), or a passage the question names.
+
+    A small model often copies a fluent sentence from a passage that only shares words with the
+    question (an award page for "young adult science fantasy series"); such an answer is
+    grounded, in the wrong passage. An answer with nothing of its own to back is left to
+    the support check.
+    """
+    if not evidence:
+        return False
+    numbered = {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
+    backing = supporting_passages(answer, numbered, question)
+    if not backing:
+        return True
+    top = evidence[0]
+    anchors = {top.number} | {p.number for p in evidence if leads_to(top, p) or names(question, p.title)}
+    return bool(anchors & set(backing))
+
+
 def attach_citations(
-    answer: str, evidence: dict[int, str], question: str, chains: dict[int, list[int]] | None = None
+    answer: str,
+    evidence: dict[int, str],
+    question: str,
+    chains: dict[int, list[int]] | None = None,
+    titles: dict[int, str] | None = None,
 ) -> tuple[str, list[int]]:
     """The answer with verified ``[n]`` markers: the model's if they check out, else attributed
-    ones; a passage found through another (a bridge entity, a compared entity) brings that one."""
+    ones; a passage found through another (a bridge entity, a compared entity) brings that one,
+    and so does a passage (``titles``: number -> title) whose subject the answer names."""
     body = strip_citations(answer).rstrip()
-    own = [n for n in cited_numbers(answer) if n in evidence]
+    # A small model often cites every passage; a marker on a passage that holds none of the
+    # answer's own words points the reader nowhere, so it is dropped.
+    own = [n for n in cited_numbers(answer) if n in evidence and backs(body, evidence[n], question)]
     if own and all(
         s.supported for s in check_answer(body + "".join(f" [{n}]" for n in own), evidence, question)
     ):
@@ -312,6 +355,9 @@ def attach_citations(
         return body, []
     for n in list(numbers):
         numbers += [m for m in (chains or {}).get(n, []) if m not in numbers]
+    # The passage about something the answer names backs that part of it ("... the actress who
+    # plays Bobbi Bacha ... is Sela Ward" -> the pages "Bobbi Bacha" and "Sela Ward").
+    numbers += [m for m, title in (titles or {}).items() if m not in numbers and names(body, title)]
     end = "." if body.endswith(".") else ""
     marks = "".join(f"[{n}]" for n in numbers)
     return f"{body.rstrip('.')} {marks}{end}", numbers
@@ -348,7 +394,13 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         }
     numbered = {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
     update["events"] = [*update["events"], f"draft:{text[:200]}"]
-    text, cited = attach_citations(_first_sentence(text), numbered, state["question"], provenance(evidence))
+    text, cited = attach_citations(
+        _first_sentence(text),
+        numbered,
+        state["question"],
+        provenance(evidence),
+        titles={p.number: p.title for p in evidence},
+    )
     return {
         **update,
         "attempts": attempts,
@@ -379,7 +431,9 @@ async def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     guard_ok = bool(sources) and all(c.supported for c in check_grounding(text, sources))
     return {
         **_events(state, "verify"),
-        "supported": guard_ok and all(r.supported for r in results),
+        "supported": guard_ok
+        and all(r.supported for r in results)
+        and anchored(text, state.get("evidence") or [], state["question"]),
         "support_detail": detail,
     }
 

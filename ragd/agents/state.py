@@ -58,6 +58,13 @@ class Passage:
         return self.hit.point_id
 
     @property
+    def body(self) -> str:
+        """The chunk's text without the heading it opens with (its own title): a link test on
+        the whole text would find "Lempster, New Hampshire" inside "East Lempster, New Hampshire"."""
+        text = self.hit.text.lstrip().lstrip("#").lstrip()
+        return text[len(self.title) :].lstrip() if self.title and text.startswith(self.title) else text
+
+    @property
     def evidence_text(self) -> str:
         return " ".join(self.sentences) if self.sentences else self.hit.text
 

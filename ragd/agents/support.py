@@ -55,6 +55,15 @@ def _stem(word: str) -> str:
     return word
 
 
+def backs(answer: str, passage: str, question: str) -> bool:
+    """Whether ``passage`` holds any word ``answer`` adds to the question (or, for an answer
+    that only picks something the question names, any word of the answer)."""
+    said = content_words(strip_citations(answer))
+    new = (said - content_words(question)) or said
+    source = {_stem(w) for w in words(passage)}
+    return any(_stem(w) in source for w in new)
+
+
 def sentence_support(sentence: str, passages: Sequence[str], question: str) -> tuple[float, list[str]]:
     """Share of the sentence's new content words found in ``passages``, and the missing ones."""
     body = strip_citations(sentence)

@@ -311,3 +311,107 @@ def test_the_passage_the_best_one_names_is_shown_before_better_ranked_strangers(
     # Only within the window: a passage past it keeps its place.
     assert [p.key for p in linked_first(ranked, limit=4, window=6)] == ["a", "b", "s0", "s1"]
     assert linked_first([], limit=4, window=8) == []
+
+
+def test_a_link_is_a_name_in_the_text_not_the_passage_own_heading_or_a_namesake() -> None:
+    from ragd.agents.evidence import leads_to, linked_first
+
+    east = _passage(
+        "a",
+        "East Lempster, New Hampshire",
+        "East Lempster, New Hampshire\n\nEast Lempster is a community in Sullivan County, New Hampshire.",
+    )
+    town = _passage("b", "Lempster, New Hampshire", "Lempster, New Hampshire\n\nLempster is a town.")
+    county = _passage("c", "Sullivan County, New Hampshire", "Its county seat is Newport.")
+    lake = _passage("d", "Brown State Fishing Lake", "Brown State Fishing Lake is in Brown County, Kansas.")
+    fishing = _passage("e", "Fishing Lake", "Fishing Lake is a lake in Saskatchewan.")
+    film = _passage("f", "Johnny Angel", "Johnny Angel is a 1945 film starring George Raft.")
+    song = _passage("g", "Johnny Angel (song)", "Johnny Angel is a 1962 song.")
+    raft = _passage("h", "George Raft", "George Raft was an American film actor and dancer.")
+    # The heading "East Lempster, New Hampshire" contains "Lempster, New Hampshire": not a link.
+    assert east.body.startswith("East Lempster is") and not leads_to(east, town)
+    assert leads_to(east, county)
+    # A passage naming itself does not name a page whose title is part of its own name ...
+    assert not leads_to(lake, fishing)
+    # ... and a namesake is another thing, not a link; the film does lead to its star.
+    assert not leads_to(film, song) and leads_to(film, raft)
+    # Forward links (what the best passage names) go before back links (what names it).
+    back = _passage("i", "Kiss", "East Lempster, New Hampshire is mentioned here.")
+    ranked = [east, town, back, song, county]
+    assert [p.key for p in linked_first(ranked, limit=5, window=8)] == ["a", "c", "i", "b", "g"]
+
+
+def test_the_passage_the_best_one_names_is_relevant_without_sharing_a_word() -> None:
+    from ragd.agents.nodes import relevant_passages
+
+    film = _passage("a", "Kiss and Tell (1945 film)", "Kiss and Tell is a film starring Shirley Temple.")
+    actress = _passage("b", "Shirley Temple", "Shirley Temple served as Chief of Protocol.")
+    stranger = _passage("c", "Carly Rae Jepsen", "Carly Rae Jepsen is a singer.")
+    question = "What government position was held by the woman who portrayed Corliss Archer in Kiss and Tell?"
+    kept = relevant_passages(question, [film, actress, stranger])
+    # The actress shares no word with the question but the film names her; the singer is dropped.
+    assert [p.key for p in kept] == ["a", "b"]
+
+
+def test_an_answer_must_rest_on_the_question_chain_not_a_look_alike() -> None:
+    from ragd.agents.nodes import anchored
+
+    series = _passage("a", "Animorphs", "Animorphs is a science fantasy series for young adults.")
+    companion = _passage("b", "The Hork-Bajir Chronicles", "A companion book to Animorphs.")
+    award = _passage(
+        "c",
+        "Andre Norton Award",
+        "The Andre Norton Award recognizes young adult science fiction and fantasy books.",
+    )
+    evidence = [series, companion, award]
+    for n, p in enumerate(evidence, start=1):
+        p.number = n
+        p.sentences = [p.hit.text]
+    question = "What science fantasy young adult series has companion books?"
+    # Copied from the award's page: grounded, but not in the passage the question leads to.
+    assert not anchored("The Andre Norton Award recognizes young adult books [3].", evidence, question)
+    assert anchored("Animorphs [1].", evidence, question)
+    # A passage the question itself names anchors an answer too.
+    assert anchored("It is an award for books [3].", evidence, question + " Andre Norton Award?")
+    assert not anchored("Animorphs.", [], question)
+
+
+def test_a_model_answer_cites_the_pages_of_what_it_names() -> None:
+    from ragd.agents.nodes import attach_citations
+
+    evidence = {
+        1: "Bobbi Bacha. Bobbi Bacha is portrayed in Suburban Madness by actress Sela Ward.",
+        2: "Indriati Iskak. Indriati Iskak is an Indonesian actress.",
+        3: "Sela Ward. Sela Ann Ward (born July 11, 1956) is an American actress.",
+    }
+    titles = {1: "Bobbi Bacha", 2: "Indriati Iskak", 3: "Sela Ward"}
+    question = "What is the middle name of the actress who plays Bobbi Bacha?"
+    text, cited = attach_citations("The actress is Sela Ward [1].", evidence, question, titles=titles)
+    # The answer names Sela Ward: her page backs it too; the page it does not name does not.
+    assert cited == [1, 3] and text == "The actress is Sela Ward [1][3]."
+
+
+def test_a_model_marker_on_a_passage_without_the_answer_words_is_dropped() -> None:
+    from ragd.agents.nodes import attach_citations
+
+    evidence = {
+        1: "François Coli. François Coli flew with Charles Nungesser.",
+        2: "L'Oiseau Blanc. L'Oiseau Blanc was flown by Charles Nungesser and François Coli.",
+        3: "Levasseur PL.8. The Levasseur PL.8 was a French biplane.",
+    }
+    question = "Which French ace pilot flew L'Oiseau Blanc?"
+    text, cited = attach_citations("Charles Nungesser [1][2][3].", evidence, question)
+    assert cited == [1, 2] and text == "Charles Nungesser [1][2]."
+
+
+def test_an_initial_does_not_end_a_sentence() -> None:
+    from ragd.agents.nodes import _first_sentence
+
+    text = "Henry J. Kaiser founded Kaiser Ventures. He built ships in 1942. A. Smith came later."
+    assert split_sentences(text) == [
+        "Henry J. Kaiser founded Kaiser Ventures.",
+        "He built ships in 1942.",
+        "A. Smith came later.",
+    ]
+    # The model's "Henry J. Kaiser." used to reach the reader as "Henry J".
+    assert _first_sentence("Henry J. Kaiser. He was born in 1882.") == "Henry J. Kaiser."
