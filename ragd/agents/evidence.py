@@ -222,6 +222,21 @@ class SentenceScorer:
         return [c + 0.5 * o for c, o in zip(cosine, overlap, strict=True)]
 
 
+_MONTHS = frozenset(
+    "january february march april may june july august september october november december".split()
+)
+
+
+def _hop_target(name: str, title: str) -> bool:
+    """Whether ``name`` may be the next hop from the passage ``title``: not the passage's own
+    subject again ("Ralph Franklin Hefferline" on the page "Ralph Hefferline") and not a bare
+    date ("15 February 1910"), which no page is about."""
+    said = content_words(name)
+    if said & content_words(link_name(title) or title):
+        return False
+    return not all(w.isdigit() or w in _MONTHS for w in said)
+
+
 def bridge_queries(
     question: str, passages: Sequence[Passage], scorer: SentenceScorer, limit: int = 3
 ) -> list[tuple[str, str]]:
@@ -238,7 +253,11 @@ def bridge_queries(
             continue
         best = max(sentences, key=lambda s: scored[s])
         for name in entities(best, exclude=question + " " + passage.title):
-            if name.lower() not in titles and name not in [f for f, _ in found]:
+            if (
+                name.lower() not in titles
+                and name not in [f for f, _ in found]
+                and _hop_target(name, passage.title)
+            ):
                 found.append((name, passage.key))
     return found[:limit]
 

@@ -113,6 +113,19 @@ def test_bridge_queries_name_the_entity_the_question_lacks() -> None:
         SentenceScorer(None),
     )
     assert ("Shirley Temple", "a") in found
+    # The passage's own subject again and a bare date are no next hop: the university is.
+    scientist = _passage(
+        "b",
+        "Ralph Hefferline",
+        "Ralph Franklin Hefferline (15 February 1910 in Muncie – 16 March 1974) was a psychology "
+        "professor at Columbia University.",
+    )
+    found = bridge_queries(
+        "Ralph Hefferline was a psychology professor at a university in what city?",
+        [scientist],
+        SentenceScorer(None),
+    )
+    assert [name for name, _ in found] == ["Muncie", "Columbia University"]
 
 
 def test_support_check_accepts_copied_facts_and_rejects_invented_ones() -> None:
