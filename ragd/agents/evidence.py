@@ -126,8 +126,8 @@ def leads_to(passage: Passage, other: Passage) -> bool:
 
 
 def linked_first(passages: Sequence[Passage], limit: int, window: int) -> list[Passage]:
-    """``limit`` passages: the best one, then those among the first ``window`` that it names,
-    then those that name it, then the rest in order.
+    """``limit`` passages: the best one, then those it names, then those among the first
+    ``window`` that name it, then the rest in order.
 
     A multi-hop question's second passage is about something the first one names, and it
     matches the question itself poorly, so the searches rank it low. HotpotQA dev100, over each
@@ -138,9 +138,9 @@ def linked_first(passages: Sequence[Passage], limit: int, window: int) -> list[P
     if not passages:
         return []
     top, rest = passages[0], list(passages[1:])
-    near = rest[: max(0, window - 1)]
-    named = [p for p in near if leads_to(top, p)]
-    naming = [p for p in near if p not in named and leads_to(p, top)]
+    # A name is a strong link at any rank; being named by is weaker, so only near the top.
+    named = [p for p in rest if leads_to(top, p)]
+    naming = [p for p in rest[: max(0, window - 1)] if p not in named and leads_to(p, top)]
     chosen = {p.key for p in named + naming}
     return [top, *named, *naming, *[p for p in rest if p.key not in chosen]][:limit]
 

@@ -321,8 +321,11 @@ def test_the_passage_the_best_one_names_is_shown_before_better_ranked_strangers(
     keys = [p.key for p in linked_first(ranked, limit=4, window=8)]
     # What the best passage names, and what names it, come before better-ranked strangers.
     assert keys == ["a", "b", "c", "s0"]
-    # Only within the window: a passage past it keeps its place.
+    # A passage that names the best one moves up only from within the window; a passage the
+    # best one names moves up from any rank.
     assert [p.key for p in linked_first(ranked, limit=4, window=6)] == ["a", "b", "s0", "s1"]
+    far = [film, *strangers, backlink, actress]
+    assert [p.key for p in linked_first(far, limit=4, window=5)] == ["a", "b", "s0", "s1"]
     assert linked_first([], limit=4, window=8) == []
 
 
