@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,14 @@ import typer
 
 from ragd.commands.common import CommandGroups, fail, load_settings
 from ragd.errors import ConfigError, RagdError
+
+
+class NegativeMiner(StrEnum):
+    """Who mines a fine-tuning pair's hard negatives."""
+
+    dense = "dense"
+    bm25 = "bm25"
+
 
 Mode = typer.Option(help="Search mode: dense, sparse or hybrid (default: the configured mode).")
 
@@ -112,12 +121,15 @@ def finetune_embedder(
     dev_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Last share of sorted query ids held out as dev.")
     ] = 0.2,
-    epochs: Annotated[int, typer.Option(min=1, max=20, help="Training epochs.")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, max=20, help="Training epochs.")] = 3,
     batch_size: Annotated[
         int, typer.Option(min=2, max=512, help="Pairs per batch (in-batch negatives).")
     ] = 32,
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2, help="Peak learning rate.")] = 5e-5,
-    hard_negatives: Annotated[int, typer.Option(min=0, max=10, help="BM25-mined negatives per pair.")] = 1,
+    hard_negatives: Annotated[int, typer.Option(min=0, max=10, help="Mined negatives per pair.")] = 1,
+    negatives: Annotated[
+        NegativeMiner, typer.Option(help="Who mines them: the base embedder (dense) or BM25.")
+    ] = NegativeMiner.dense,
     max_seq_length: Annotated[
         int, typer.Option(min=32, max=512, help="Token limit of training texts (compute grows with it).")
     ] = 256,
@@ -138,6 +150,7 @@ def finetune_embedder(
         batch_size=batch_size,
         learning_rate=learning_rate,
         hard_negatives=hard_negatives,
+        negatives=negatives.value,
         seed=seed,
         max_seq_length=max_seq_length,
         evaluate_dev=evaluate_dev,

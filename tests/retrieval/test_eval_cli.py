@@ -156,6 +156,7 @@ def test_finetune_embedder_registers_and_is_usable(beir: dict[str, Path], tmp_pa
     assert info["name"] == "tiny-embedder" and info["version"] == 1
     assert (Path(info["path"]) / "modules.json").exists()
     assert info["metrics"]["train_queries"] == 6 and info["metrics"]["dev_queries"] == 2
+    assert info["metrics"]["negatives"] == "dense"  # mined by the base embedder by default
     assert 0.0 <= info["metrics"]["dev_ndcg@10"] <= 1.0 and "base_dev_ndcg@10" in info["metrics"]
     entry = get_model(build_engine(Settings(data_dir=tmp_path / "data")), "tiny-embedder")
     assert entry.kind == "embedder" and entry.training_data_hash and entry.base_model == "all-MiniLM-L6-v2"
@@ -163,6 +164,29 @@ def test_finetune_embedder_registers_and_is_usable(beir: dict[str, Path], tmp_pa
     ev = runner.invoke(app, _args(beir, "--mode", "dense", "--embedder", "tiny-embedder"), env=env)
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout.strip().splitlines()[0])["embedder"] == "tiny-embedder@1"
+
+
+def test_dense_mined_negatives_are_the_base_embedders_near_misses(
+    beir: dict[str, Path], tmp_path: Path
+) -> None:
+    from ragd.retrieval.beir_eval import load_beir
+    from ragd.retrieval.finetune import BASE_EMBEDDER, DenseMiner, passage, training_examples
+    from ragd.retrieval.registry import build_embedder
+    from tests.conftest import make_settings
+
+    data = load_beir(beir["corpus"], beir["queries"], beir["qrels"])
+    docs = {d: passage(t, x) for d, (t, x) in data.corpus.items()}
+    miner = DenseMiner(docs, build_embedder(make_settings(tmp_path), model=BASE_EMBEDDER))
+    assert miner.top("how many hours should adults sleep", 1) == ["d6"]
+    # "how long do cats sleep": the sleep page is the base model's nearest miss, then the rest.
+    ranked = miner.top(QUERIES["1"], 8)
+    assert ranked[0] == "d1" and ranked[1] == "d6" and sorted(ranked) == sorted(DOCS)
+    rows = training_examples(data, ["1"], hard_negatives=1, seed=3, miner=miner, skip=1)
+    # Below the skipped top: never the positive, and drawn from the miner's list.
+    assert len(rows) == 1 and rows[0]["positive"] == docs["d1"]
+    assert rows[0]["negative_1"] in {docs[d] for d in ranked[1:]}
+    # No miner and no negatives asked: pairs only.
+    assert set(training_examples(data, ["1"], hard_negatives=0, seed=3)[0]) == {"anchor", "positive"}
 
 
 def test_cross_encoder_reranker_reorders_by_its_scores(tmp_path: Path) -> None:
