@@ -117,7 +117,7 @@ def test_bridge_queries_name_the_entity_the_question_lacks() -> None:
     scientist = _passage(
         "b",
         "Ralph Hefferline",
-        "Ralph Franklin Hefferline (15 February 1910 in Muncie – 16 March 1974) was a psychology "
+        "Ralph Franklin Hefferline (15 February 1910 in Muncie, died 16 March 1974) was a psychology "
         "professor at Columbia University.",
     )
     found = bridge_queries(
