@@ -19,9 +19,10 @@ from ragd.agents.state import Passage
 from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.retrieval.base import Embedder, SearchHit
 
-#: A stop, then space and what starts a sentence; a stop after a lone capital is an initial
-#: ("Henry J. Kaiser"), not an end.
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=[\"'“(A-Z0-9])")
+#: Just after a sentence's stop; a stop after a lone capital is an initial ("Henry J. Kaiser").
+SENTENCE_STOP = r"(?<=[.!?])(?<!\b[A-Z]\.)"
+#: A stop, then space and what starts a sentence.
+_SENTENCE_END = re.compile(SENTENCE_STOP + r"\s+(?=[\"'“(A-Z0-9])")
 _WORD = re.compile(r"[\w'\u2019]+", re.UNICODE)
 _CAP = r"(?:[A-Z0-9][\w'\u2019.\-&]*)"
 _ENTITY = re.compile(

@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 from ragd.agents import prompts
 from ragd.agents.calculator import looks_like_arithmetic
 from ragd.agents.evidence import (
+    SENTENCE_STOP,
     SentenceScorer,
     bridge_queries,
     content_words,
@@ -292,7 +293,7 @@ _LEAD_IN = re.compile(
 
 def _first_sentence(text: str) -> str:
     text = _LEAD_IN.sub("", text.strip()).strip().strip('"').strip()
-    match = re.search(r"(?<=[.!?])(?<!\b[A-Z]\.)\s", text)  # "Henry J. Kaiser" is one sentence
+    match = re.search(SENTENCE_STOP + r"\s", text)
     return text[: match.start()].strip() if match else text
 
 
@@ -311,6 +312,11 @@ def provenance(evidence: list[Passage]) -> dict[int, list[int]]:
     return chains
 
 
+def numbered_evidence(evidence: list[Passage]) -> dict[int, str]:
+    """Passage number -> the text an answer is checked against (title, then shown sentences)."""
+    return {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
+
+
 def anchored(answer: str, evidence: list[Passage], question: str) -> bool:
     """Whether the passages that back ``answer``'s own words include the question's anchor: the
     best-matching passage, a passage it names (the next hop), or a passage the question names.
@@ -322,8 +328,7 @@ def anchored(answer: str, evidence: list[Passage], question: str) -> bool:
     """
     if not evidence:
         return False
-    numbered = {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
-    backing = supporting_passages(answer, numbered, question)
+    backing = supporting_passages(answer, numbered_evidence(evidence), question)
     if not backing:
         return True
     top = evidence[0]
@@ -392,7 +397,7 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "answer_kind": "extractive_fallback",
             "backend": "extractive",
         }
-    numbered = {p.number: f"{p.title}. {p.evidence_text}" for p in evidence}
+    numbered = numbered_evidence(evidence)
     update["events"] = [*update["events"], f"draft:{text[:200]}"]
     text, cited = attach_citations(
         _first_sentence(text),
@@ -413,7 +418,7 @@ async def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
 
 async def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Check every answer sentence against the passages it cites."""
-    evidence = {p.number: f"{p.title}. {p.evidence_text}" for p in state.get("evidence") or []}
+    evidence = numbered_evidence(state.get("evidence") or [])
     text = state.get("answer", "")
     if state.get("extractive") or state.get("abstained"):
         return {**_events(state, "verify"), "supported": True, "support_detail": []}

@@ -55,13 +55,21 @@ def _stem(word: str) -> str:
     return word
 
 
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in words(text)}
+
+
+def _share(new: set[str], text: str) -> float:
+    """Share of the words ``new`` that ``text`` holds (stemmed)."""
+    source = _stems(text)
+    return sum(1 for w in new if _stem(w) in source) / len(new) if new else 0.0
+
+
 def backs(answer: str, passage: str, question: str) -> bool:
     """Whether ``passage`` holds any word ``answer`` adds to the question (or, for an answer
     that only picks something the question names, any word of the answer)."""
     said = content_words(strip_citations(answer))
-    new = (said - content_words(question)) or said
-    source = {_stem(w) for w in words(passage)}
-    return any(_stem(w) in source for w in new)
+    return _share((said - content_words(question)) or said, passage) > 0
 
 
 def sentence_support(sentence: str, passages: Sequence[str], question: str) -> tuple[float, list[str]]:
@@ -111,12 +119,7 @@ def supporting_passages(answer: str, evidence: dict[int, str], question: str) ->
         if not said or not any(said == content_words(e) for e in question_entities(question)):
             return []
         new = said
-    best: list[tuple[float, int]] = []
-    for number, text in evidence.items():
-        source = {_stem(w) for w in words(text)}
-        share = sum(1 for w in new if _stem(w) in source) / len(new)
-        if share > 0:
-            best.append((share, number))
+    best = [(share, number) for number, text in evidence.items() if (share := _share(new, text)) > 0]
     best.sort(key=lambda item: (-item[0], item[1]))
     if not best:
         return []
@@ -124,10 +127,10 @@ def supporting_passages(answer: str, evidence: dict[int, str], question: str) ->
     chosen = [n for share, n in best if share >= top - 1e-9][:2]
     if top < 1.0:
         # No single passage holds every word: the answer may combine two of them (multi-hop).
-        covered = {_stem(w) for n in chosen for w in words(evidence[n])}
+        covered = set().union(*(_stems(evidence[n]) for n in chosen))
         for _, n in best:
             if n not in chosen and any(
-                _stem(w) not in covered and _stem(w) in {_stem(x) for x in words(evidence[n])} for w in new
+                _stem(w) not in covered and _stem(w) in _stems(evidence[n]) for w in new
             ):
                 chosen.append(n)
                 break

@@ -64,8 +64,15 @@ def passage(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def corpus_passages(data: BeirData) -> dict[str, str]:
+    """Document id -> the passage text the embedder sees."""
+    return {d: passage(t, x) for d, (t, x) in data.corpus.items()}
+
+
 class BM25Miner:
     """In-memory BM25 over whole documents (scipy sparse), for mining hard negatives."""
+
+    skip = 2  # top ranks left out of the negatives (they often hold unjudged relevant passages)
 
     def __init__(self, docs: Mapping[str, str], encoder: BM25Encoder | None = None) -> None:
         from scipy import sparse
@@ -100,6 +107,8 @@ class BM25Miner:
 class DenseMiner:
     """Exact cosine search over whole documents with an embedder, for mining hard negatives."""
 
+    skip = 3
+
     def __init__(self, docs: Mapping[str, str], embedder: Embedder) -> None:
         self.embedder = embedder
         self.doc_ids = list(docs)
@@ -112,11 +121,11 @@ class DenseMiner:
 
 
 class Miner(Protocol):
+    """Ranks documents for a query; ``skip`` top ranks are never taken as negatives."""
+
+    skip: int
+
     def top(self, query: str, k: int) -> list[str]: ...
-
-
-#: Ranks skipped at the top of a miner's list (they often hold unjudged relevant passages).
-SKIP_TOP = {"dense": 3, "bm25": 2}
 
 
 def training_examples(
@@ -125,26 +134,25 @@ def training_examples(
     hard_negatives: int,
     seed: int,
     miner: Miner | None = None,
-    skip: int = SKIP_TOP["bm25"],
+    skip: int | None = None,
 ) -> list[dict[str, str]]:
     """(anchor, positive[, negative_1..n]) rows for MultipleNegativesRankingLoss; negatives come
-    from ``miner`` (BM25 over the corpus when not given)."""
+    from ``miner`` (BM25 over the corpus when not given), below its top ``skip`` ranks (the
+    miner's own ``skip`` unless given)."""
     rng = random.Random(seed)
-    docs = {d: passage(t, x) for d, (t, x) in data.corpus.items()}
-    if hard_negatives and miner is None:
-        miner = BM25Miner(docs)
+    docs = corpus_passages(data)
+    mine = (miner or BM25Miner(docs)) if hard_negatives else None
+    first = 0 if mine is None else mine.skip if skip is None else skip
     rows: list[dict[str, str]] = []
     for qid in train_ids:
         query = data.queries.get(qid, "").strip()
         positives = [d for d, g in data.qrels.get(qid, {}).items() if g > 0 and d in docs]
         if not query or not positives:
             continue
-        pool: list[str] = []
-        if hard_negatives and miner is not None:
-            pool = [d for d in miner.top(query, 30)[skip:] if d not in positives]
+        pool = [] if mine is None else [d for d in mine.top(query, 30)[first:] if d not in positives]
         for pos in positives:
             row = {"anchor": query, "positive": docs[pos]}
-            if hard_negatives and miner is not None:
+            if mine is not None:
                 picks = rng.sample(pool, min(hard_negatives, len(pool)))
                 if len(picks) < hard_negatives:  # every row needs the same columns
                     picks += rng.sample(list(docs), hard_negatives - len(picks))
@@ -216,16 +224,13 @@ def finetune_and_register(
     data = load_beir(corpus, queries, qrels)
     judged = [q for q in data.queries if any(g > 0 for g in data.qrels.get(q, {}).values())]
     train_ids, dev_ids = split_query_ids(judged, cfg.dev_fraction)
-    miner: Miner | None = None
+    miner: Miner | None = None  # BM25 unless the base embedder mines
     if cfg.hard_negatives and cfg.negatives == "dense":
         from ragd.retrieval.registry import build_embedder
 
-        docs = {d: passage(t, x) for d, (t, x) in data.corpus.items()}
-        log(f"mining negatives with {BASE_EMBEDDER} over {len(docs)} documents")
-        miner = DenseMiner(docs, build_embedder(settings, model=BASE_EMBEDDER))
-    rows = training_examples(
-        data, train_ids, cfg.hard_negatives, cfg.seed, miner=miner, skip=SKIP_TOP[cfg.negatives]
-    )
+        log(f"mining negatives with {BASE_EMBEDDER} over {len(data.corpus)} documents")
+        miner = DenseMiner(corpus_passages(data), build_embedder(settings, model=BASE_EMBEDDER))
+    rows = training_examples(data, train_ids, cfg.hard_negatives, cfg.seed, miner=miner)
     if len(rows) < cfg.batch_size:
         raise BadRequest(f"only {len(rows)} training pairs; need at least one batch ({cfg.batch_size})")
     log(f"{len(train_ids)} training queries -> {len(rows)} pairs; {len(dev_ids)} dev queries held out")
