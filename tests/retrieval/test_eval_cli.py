@@ -119,6 +119,19 @@ def test_eval_retrieval_bad_input_is_one_line(beir: dict[str, Path], tmp_path: P
         assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_finetune_embedder_refuses_an_unknown_miner_before_any_work(
+    beir: dict[str, Path], tmp_path: Path
+) -> None:
+    files = [f"--{k}={v}" for k, v in beir.items()]
+    res = CliRunner().invoke(
+        app,
+        ["finetune", "embedder", *files, "--negatives", "colbert"],
+        env={"RAGD_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert res.exit_code == 2 and "'colbert' is not one of 'dense', 'bm25'" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "data").exists()
+
+
 @pytest.mark.slow
 def test_finetune_embedder_registers_and_is_usable(beir: dict[str, Path], tmp_path: Path) -> None:
     from ragd.config import Settings
