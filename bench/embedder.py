@@ -2,10 +2,12 @@
 
     nice -n 10 .venv/bin/python bench/embedder.py [--docs 1000] [--queries 300]
 
-For each ``RAGD_EMBEDDING__PRECISION``: one-query latency p50/p95 (SciFact train claims, one at
-a time, as search and the guards embed them), passage throughput (SciFact abstracts, title +
-text, batches of 64, 256-token limit), and agreement with torch fp32 (cosine min/mean over the
-passages). Retrieval quality per backend: ``ragd eval retrieval`` with the same variable.
+For each ``RAGD_EMBEDDING__PRECISION`` (and onnx with ``RAGD_EMBEDDING__BF16=on``, which runs
+big passes on torch bf16; its row is skipped where the CPU has no native bf16): one-query latency
+p50/p95 (SciFact train claims, one at a time, as search and the guards embed them), passage
+throughput (SciFact abstracts, title + text, batches of 64, 256-token limit), and agreement with
+torch fp32 (cosine min/mean over the passages). Retrieval quality per backend: ``ragd eval
+retrieval`` with the same variable.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def main() -> None:
     reference = None
     print(f"{len(queries)} queries, {len(passages)} passages")
     print(
-        f"{'precision':<11}{'load s':>9}{'query p50 ms':>14}{'p95 ms':>8}{'passages/s':>12}"
+        f"{'precision':<13}{'load s':>9}{'query p50 ms':>14}{'p95 ms':>8}{'passages/s':>12}"
         f"{'cos min':>9}{'cos mean':>10}"
     )
-    for precision in ("fp32", "onnx", "onnx-int8"):
+    from ragd.retrieval.onnx_embedder import native_bf16
+
+    variants = [("fp32", "off"), ("onnx", "off"), ("onnx-int8", "off")]
+    variants += [("onnx", "on")] if native_bf16() else []
+    for precision, bf16 in variants:
         settings = Settings(  # type: ignore[arg-type]
-            env="test", data_dir=cache, log_json=False, embedding={"precision": precision}
+            env="test", data_dir=cache, log_json=False, embedding={"precision": precision, "bf16": bf16}
         )
         t = time.perf_counter()
         emb = build_embedder(settings)
@@ -66,7 +72,8 @@ def main() -> None:
             reference = vecs
         cos = np.sum(reference * vecs, axis=1)
         print(
-            f"{precision:<11}{setup_s:>9.1f}{np.percentile(lat, 50):>14.1f}{np.percentile(lat, 95):>8.1f}"
+            f"{precision + ('+bf16' if bf16 == 'on' else ''):<13}{setup_s:>9.1f}"
+            f"{np.percentile(lat, 50):>14.1f}{np.percentile(lat, 95):>8.1f}"
             f"{rate:>12.1f}{cos.min():>9.4f}{cos.mean():>10.4f}"
         )
 

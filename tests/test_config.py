@@ -37,6 +37,14 @@ def test_unknown_backend_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> N
     assert "queue.backend" in text and "inprocess" in text and "celery" in text
 
 
+def test_embedding_bf16_is_auto_on_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().embedding.bf16 == "auto"
+    monkeypatch.setenv("RAGD_EMBEDDING__BF16", "yes")
+    with pytest.raises(ValidationError) as err:
+        Settings()
+    assert "embedding.bf16" in str(err.value) and "'auto', 'on' or 'off'" in str(err.value)
+
+
 @pytest.mark.parametrize("url", ["not a url", "mysql://u@h/db", "://"])
 def test_bad_database_url(url: str) -> None:
     with pytest.raises(ValidationError):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 EXPORT_VERSION = "1"
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.97
+BF16_MIN_COSINE = 0.9995
+#: Padded tokens per pass from which torch bf16 beats onnxruntime fp32 on a CPU with AMX (one
+#: 256-token text: 41 vs 62 ms; a 16-token query: 25 vs 5 ms; figures in bench/embedder.py).
+BF16_MIN_TOKENS = 256
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBES = (
     "Short query?",
@@ -169,6 +174,36 @@ def _verify(model_dir: Path, onnx_path: Path, max_seq_length: int) -> float:
     return float(np.min(np.sum(np.asarray(reference) * got, axis=1)))
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16); elsewhere torch emulates
+    bf16 matrix products, which is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
+
+
+class Bf16Forward:
+    """The encoder's last hidden states from torch under bf16 autocast (fp32 out).
+
+    The same weights as the ONNX export; on a CPU with AMX a pass of 64 passages runs about
+    2.5x faster than onnxruntime fp32, with vectors that agree to cosine >= 0.9999.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        from transformers import AutoModel
+
+        self._model = AutoModel.from_pretrained(str(model_dir)).eval()
+
+    def __call__(self, feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = self._model(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state
+        return np.asarray(hidden.float().numpy(), dtype=np.float32)
+
+
 class OnnxEmbedder(TokenizedEmbedder):
     """:class:`~ragd.retrieval.base.Embedder` running an exported model on onnxruntime."""
 
@@ -182,10 +217,12 @@ class OnnxEmbedder(TokenizedEmbedder):
         max_seq_length: int = 256,
         threads: int = 0,
         spinning: bool = True,
+        bf16: bool = False,
     ) -> None:
         """``threads``: onnxruntime's intra-op threads (0: its default, one per physical core);
         ``spinning``: whether they busy-wait for the next op instead of sleeping (faster runs, CPU
-        taken from others)."""
+        taken from others); ``bf16``: run passes of at least :data:`BF16_MIN_TOKENS` padded
+        tokens on :class:`Bf16Forward` (dropped, with a warning, if its vectors disagree)."""
         from transformers import AutoTokenizer
 
         self.path = Path(model_dir)
@@ -204,6 +241,32 @@ class OnnxEmbedder(TokenizedEmbedder):
         # made by the first such caller so that its threads inherit the caller's priority.
         self._background: Any = None
         self._background_lock = threading.Lock()
+        self._bf16: Bf16Forward | None = None
+        if bf16:
+            self._bf16 = Bf16Forward(self.path)
+            worst = self._bf16_agreement()
+            if worst < BF16_MIN_COSINE:
+                log.warning("bf16 encoder disagrees with fp32; onnxruntime only", extra={"cosine": worst})
+                self._bf16 = None
+
+    @property
+    def bf16(self) -> bool:
+        """Whether big passes run on torch bf16 (see :class:`Bf16Forward`)."""
+        return self._bf16 is not None
+
+    def _bf16_agreement(self) -> float:
+        """Lowest cosine between the bf16 and onnxruntime pooled vectors of the probes."""
+        assert self._bf16 is not None
+        enc = self._tokenizer(
+            list(_PROBES), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
+        )
+        feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
+        mask = feed["attention_mask"][..., None].astype(np.float32)
+        ref, got = (
+            _normalise((hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None))
+            for hidden in (self._session.run(None, feed)[0], self._bf16(feed))
+        )
+        return float(np.min(np.sum(ref * got, axis=1)))
 
     def _new_session(self) -> Any:
         import onnxruntime as ort
@@ -223,12 +286,20 @@ class OnnxEmbedder(TokenizedEmbedder):
 
     def _forward(self, feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
         """The encoder's last hidden states for one padded batch."""
+        big = self._bf16 is not None and feed["input_ids"].size >= BF16_MIN_TOKENS
         if is_niced_background():
             # The kernel orders this run after requests: no gate, or a request could wait for
-            # a run that the kernel holds back (priority inversion).
+            # a run that the kernel holds back (priority inversion). torch's OpenMP threads
+            # belong to the thread that starts them, so they run lowered too.
+            if big:
+                assert self._bf16 is not None
+                return self._bf16(feed)
             hidden: npt.NDArray[np.float32] = self._background_session().run(None, feed)[0]
             return hidden
         with self._gate.hold(bulk=is_bulk_embedding()):
+            if big:
+                assert self._bf16 is not None
+                return self._bf16(feed)
             hidden = self._session.run(None, feed)[0]
         return hidden
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDER_BACKENDS = ("sentence-transformers",)
 _CACHE_LOCK = threading.Lock()
-_EMBEDDERS: dict[tuple[str, str, str, int, int, str], Embedder] = {}
+_EMBEDDERS: dict[tuple[str, str, str, str, int, int, str], Embedder] = {}
 
 
 def _dir_fingerprint(path: Path) -> str:
@@ -85,7 +85,7 @@ def build_embedder(settings: Settings, engine: Engine | None = None, model: str 
     if emb.backend not in EMBEDDER_BACKENDS:
         raise ConfigError("RAGD_EMBEDDING__BACKEND", f"choose one of {', '.join(EMBEDDER_BACKENDS)}")
     path, name = resolve_embedder(model or emb.model, engine)
-    key = (str(path.resolve()), name, emb.precision, emb.batch_size, emb.max_seq_length, emb.device)
+    key = (str(path.resolve()), name, emb.precision, emb.bf16, emb.batch_size, emb.max_seq_length, emb.device)
     with _CACHE_LOCK:
         cached = _EMBEDDERS.get(key)
     if cached is not None:
@@ -99,7 +99,7 @@ def build_embedder(settings: Settings, engine: Engine | None = None, model: str 
             path, name=name, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, device=emb.device
         )
     else:
-        from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
+        from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx, native_bf16
 
         int8 = emb.precision == "onnx-int8"
         onnx_path = export_onnx(
@@ -116,6 +116,8 @@ def build_embedder(settings: Settings, engine: Engine | None = None, model: str 
             name=f"{name}-int8" if int8 else name,
             batch_size=emb.batch_size,
             max_seq_length=emb.max_seq_length,
+            # bf16 reproduces the fp32 vectors (checked at start), not int8's.
+            bf16=not int8 and (emb.bf16 == "on" or (emb.bf16 == "auto" and native_bf16())),
         )
     with _CACHE_LOCK:
         return _EMBEDDERS.setdefault(key, embedder)

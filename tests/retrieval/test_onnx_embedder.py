@@ -16,7 +16,7 @@ import pytest
 from ragd.errors import ConfigError
 from ragd.llm_serving.model_files import minilm_dir
 from ragd.retrieval.embedder import BULK_BATCH_SIZE, background_work, bulk_embedding
-from ragd.retrieval.onnx_embedder import OnnxEmbedder, export_onnx
+from ragd.retrieval.onnx_embedder import BF16_MIN_TOKENS, Bf16Forward, OnnxEmbedder, export_onnx
 from ragd.retrieval.registry import build_embedder
 from tests.conftest import make_settings
 
@@ -65,6 +65,81 @@ def test_export_is_cached_and_int8_is_a_different_embedder(tmp_path: Path, onnx_
     assert np.all(cos > 0.95) and np.any(cos < 0.9999)  # close, but not the same vectors
 
 
+def test_bf16_runs_big_passes_with_the_fp32_vectors_and_leaves_queries_to_onnxruntime(
+    tmp_path: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp32 = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache, "bf16": "off"})
+    )
+    bf16 = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache, "bf16": "on"})
+    )
+    assert isinstance(fp32, OnnxEmbedder) and isinstance(bf16, OnnxEmbedder)
+    assert bf16.bf16 and not fp32.bf16
+    assert bf16.name == fp32.name  # the same vectors, so the same collection
+    shapes: list[tuple[int, ...]] = []
+    forward = bf16._bf16
+    assert forward is not None
+
+    def counting(feed: dict[str, np.ndarray]) -> np.ndarray:
+        shapes.append(feed["input_ids"].shape)
+        return forward(feed)
+
+    monkeypatch.setattr(bf16, "_bf16", counting)
+    passages = [f"Passage {i}: " + "collagen synthesis needs vitamin C. " * (i % 9 + 1) for i in range(24)]
+    a, b = fp32.embed_documents(passages), bf16.embed_documents(passages)
+    assert shapes and all(rows * cols >= BF16_MIN_TOKENS for rows, cols in shapes)
+    cos = np.sum(a * b, axis=1)
+    assert np.all(cos > 0.9995) and np.any(cos < 0.999999)  # bf16 ran: close, not bit-equal
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    # A query is a small pass: onnxruntime, bit for bit.
+    shapes.clear()
+    assert np.array_equal(bf16.embed_query("What causes scurvy?"), fp32.embed_query("What causes scurvy?"))
+    assert shapes == []
+    # Background work on a lowered thread (bulk: passes of two texts, long enough here for bf16)
+    # runs without waiting for a request's gate.
+    long = [f"Abstract {i}: " + "collagen synthesis needs vitamin C. " * 20 for i in range(4)]
+    got: dict[str, np.ndarray] = {}
+
+    def ingest() -> None:
+        with background_work(5):
+            got["vectors"] = bf16.embed_documents(long)
+
+    with bf16._gate.hold(bulk=False):
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "background bf16 work waited for the encoder gate"
+    assert shapes and all(rows == BULK_BATCH_SIZE for rows, _ in shapes)
+    assert np.min(np.sum(got["vectors"] * fp32.embed_documents(long), axis=1)) > 0.9995
+
+
+def test_bf16_that_disagrees_with_fp32_is_not_used(
+    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def noise(self: Bf16Forward, feed: dict[str, np.ndarray]) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return rng.normal(size=(*feed["input_ids"].shape, 384)).astype(np.float32)
+
+    monkeypatch.setattr(Bf16Forward, "__call__", noise)
+    path = export_onnx(minilm_dir(), onnx_cache, int8=False, max_seq_length=256)
+    with caplog.at_level("WARNING", logger="ragd.retrieval.onnx_embedder"):
+        emb = OnnxEmbedder(minilm_dir(), path, name="noisy", bf16=True)
+    assert not emb.bf16
+    assert "disagrees" in caplog.text
+    long = "Vitamin C deficiency leads to scurvy. " * 30
+    reference = OnnxEmbedder(minilm_dir(), path, name="plain").embed_documents([long])
+    assert np.allclose(emb.embed_documents([long]), reference, atol=1e-6)
+
+
+def test_int8_never_runs_bf16(tmp_path: Path, onnx_cache: Path) -> None:
+    """bf16 reproduces the fp32 vectors, not int8's: an int8 collection stays int8 throughout."""
+    int8 = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx-int8", "onnx_cache": onnx_cache, "bf16": "on"})
+    )
+    assert isinstance(int8, OnnxEmbedder) and not int8.bf16
+
+
 def test_a_model_whose_pooling_it_cannot_reproduce_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "cls-model"
     shutil.copytree(minilm_dir(), model, symlinks=True)
@@ -108,7 +183,10 @@ def test_span_vectors_come_from_the_same_pass(tmp_path: Path, onnx_cache: Path) 
 def test_bulk_work_runs_in_small_batches_with_the_same_vectors(
     tmp_path: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emb = build_embedder(make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache}))
+    # onnxruntime for every pass: bf16 would run the interactive batches only (they are big).
+    emb = build_embedder(
+        make_settings(tmp_path, embedding={"precision": "onnx", "onnx_cache": onnx_cache, "bf16": "off"})
+    )
     assert isinstance(emb, OnnxEmbedder)
     texts = [f"Passage {i}: " + "collagen synthesis needs vitamin C. " * (i % 7 + 1) for i in range(40)]
     runs: list[int] = []
