@@ -261,11 +261,8 @@ class OnnxEmbedder(TokenizedEmbedder):
             list(_PROBES), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
         )
         feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
-        mask = feed["attention_mask"][..., None].astype(np.float32)
-        ref, got = (
-            _normalise((hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None))
-            for hidden in (self._session.run(None, feed)[0], self._bf16(feed))
-        )
+        ref = _mean_pool(self._session.run(None, feed)[0], feed["attention_mask"])
+        got = _mean_pool(self._bf16(feed), feed["attention_mask"])
         return float(np.min(np.sum(ref * got, axis=1)))
 
     def _new_session(self) -> Any:
@@ -286,20 +283,18 @@ class OnnxEmbedder(TokenizedEmbedder):
 
     def _forward(self, feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
         """The encoder's last hidden states for one padded batch."""
-        big = self._bf16 is not None and feed["input_ids"].size >= BF16_MIN_TOKENS
+        bf16 = self._bf16 if feed["input_ids"].size >= BF16_MIN_TOKENS else None
         if is_niced_background():
             # The kernel orders this run after requests: no gate, or a request could wait for
             # a run that the kernel holds back (priority inversion). torch's OpenMP threads
             # belong to the thread that starts them, so they run lowered too.
-            if big:
-                assert self._bf16 is not None
-                return self._bf16(feed)
+            if bf16 is not None:
+                return bf16(feed)
             hidden: npt.NDArray[np.float32] = self._background_session().run(None, feed)[0]
             return hidden
         with self._gate.hold(bulk=is_bulk_embedding()):
-            if big:
-                assert self._bf16 is not None
-                return self._bf16(feed)
+            if bf16 is not None:
+                return bf16(feed)
             hidden = self._session.run(None, feed)[0]
         return hidden
 
@@ -316,8 +311,6 @@ class OnnxEmbedder(TokenizedEmbedder):
         )
         feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
         hidden = self._forward(feed)
-        mask = feed["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
         pieces = (
             []
             if spans is None
@@ -325,7 +318,7 @@ class OnnxEmbedder(TokenizedEmbedder):
                 _pool_spans(h, o, sp) for h, o, sp in zip(hidden, enc["offset_mapping"], spans, strict=True)
             ]
         )
-        return _normalise(pooled), pieces
+        return _mean_pool(hidden, feed["attention_mask"]), pieces
 
     def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return self._encode_with_spans(texts, None)[0]
@@ -357,6 +350,14 @@ class OnnxEmbedder(TokenizedEmbedder):
         whose tokens were all truncated away gets a NaN row.
         """
         return self._encode_with_spans(texts, spans)
+
+
+def _mean_pool(
+    hidden: npt.NDArray[np.float32], attention_mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """L2-normalised mean of each text's token states (padding masked out)."""
+    mask = attention_mask[..., None].astype(np.float32)
+    return _normalise((hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None))
 
 
 def _normalise(rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
