@@ -15,6 +15,8 @@ from typing import Protocol
 
 from ragd.ingestion.parsers import ParsedElement
 
+#: Bump when the same elements would chunk differently: cached evaluation indexes are keyed by it.
+CHUNKING_VERSION = 2
 #: Text longer than this is tokenized in pieces, bounding tokenizer memory on hostile input.
 _TOKENIZE_PIECE_CHARS = 200_000
 
@@ -95,9 +97,30 @@ class Chunker:
     def chunk(self, elements: Sequence[ParsedElement]) -> list[Chunk]:
         """Chunk a document's elements, in order."""
         out: list[Chunk] = []
-        for section, title, group in _sections(elements):
+        groups = _sections(elements)
+        lead = self._lead_title(elements)
+        if lead is not None:
+            section, _, group = groups[0]
+            groups[0] = (section, lead, group)
+        for section, title, group in groups:
             self._chunk_section(section, title, group, out)
         return out
+
+    def _lead_title(self, elements: Sequence[ParsedElement]) -> str | None:
+        """A document's first line as its title, when the parser found no title at all.
+
+        A plain-text paper or note often opens with its title on a line of its own, which
+        ``unstructured`` reads as narrative text when it ends with a full stop. Continuation
+        chunks then repeat it, as they repeat a real title: a chunk from the middle of an
+        abstract still says what the document is about.
+        """
+        if len(elements) < 2 or any(el.category == "Title" for el in elements):
+            return None
+        first = elements[0]
+        text = first.text.strip()
+        if not text or "\n" in text or first.category == "Table" or first.section != elements[1].section:
+            return None
+        return text if len(self.tokenizer.token_spans(text)) <= self.max_tokens // 8 else None
 
     def _chunk_section(
         self, section: str | None, title: str | None, group: list[ParsedElement], out: list[Chunk]
@@ -141,6 +164,17 @@ class Chunker:
             if used + piece.tokens <= budget():
                 buf.append(piece)
                 continue
+            room = budget() - used
+            if buf and piece.tokens > self.max_tokens - header_tokens and room >= self.max_tokens // 4:
+                # Over the limit alone, after a short lead (a title line, an opening sentence):
+                # its first window fills the lead's chunk instead of leaving the lead a chunk of
+                # its own, which says too little to be found.
+                windows = self._windows(el.text, spans, self.max_tokens - header_tokens, el.page, first=room)
+                emit([*buf, windows[0]], "text")
+                buf = []
+                for window in windows[1:]:
+                    emit([window], "table" if piece.is_table else "text")
+                continue
             emit(buf, "text")
             tail = self._overlap(buf)
             buf = []
@@ -164,15 +198,19 @@ class Chunker:
         text = last.text[spans[start][0] :]
         return _Piece(text, len(spans) - start, last.page, False)
 
-    def _windows(self, text: str, spans: list[tuple[int, int]], size: int, page: int | None) -> list[_Piece]:
-        """Token windows of ``size`` over one long element, overlapping, cut at word starts."""
+    def _windows(
+        self, text: str, spans: list[tuple[int, int]], size: int, page: int | None, first: int | None = None
+    ) -> list[_Piece]:
+        """Token windows of ``size`` (the first of ``first``, if given) over one long element,
+        overlapping, cut at word starts."""
         out: list[_Piece] = []
         n, i = len(spans), 0
         while True:
-            end = min(n, i + size)
+            width = first if first is not None and not out else size
+            end = min(n, i + width)
             if end < n:
                 cut = _word_start(text, spans, end)
-                end = cut if cut > i + size // 2 else end
+                end = cut if cut > i + width // 2 else end
             out.append(_Piece(text[spans[i][0] : spans[end - 1][1]], end - i, page, False))
             if end >= n:
                 return out

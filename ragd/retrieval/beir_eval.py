@@ -151,12 +151,15 @@ def _corpus_digest(path: Path) -> str:
 
 def cache_key(settings: Settings, corpus_path: Path, embedder: Embedder, sparse: SparseEncoder) -> str:
     """Key of the cached index: corpus bytes, embedder weights, sparse encoder and chunking."""
+    from ragd.ingestion.chunker import CHUNKING_VERSION
+
     ing = settings.ingestion
     parts = [
         _corpus_digest(corpus_path),
         embedder.name,
         sparse.name,
         f"chunk={ing.chunk_tokens}/{ing.chunk_overlap_tokens}/{settings.embedding.max_seq_length}",
+        f"chunking={CHUNKING_VERSION}",
         "v2",
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

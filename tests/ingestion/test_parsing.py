@@ -143,6 +143,30 @@ def test_chunks_are_title_aware_bounded_and_overlap(tokenizer: WordPieceTokenize
     assert not any("Yield" in c.text for c in intro)  # never across sections
 
 
+def test_a_plain_text_title_line_heads_every_chunk_and_is_never_a_chunk_alone(
+    tokenizer: WordPieceTokenizer,
+) -> None:
+    """A paper as plain text: its title line ends with a full stop, so unstructured reads it as
+    narrative text. The title shares the first chunk with the abstract's start, and later chunks
+    repeat it, as they repeat a real title."""
+    title = "Vitamin C deficiency causes scurvy in sailors."
+    abstract = "Collagen synthesis needs ascorbate as a cofactor of prolyl hydroxylase. " * 30
+    elements = parse(f"{title}\n\n{abstract}".encode(), FileKind.text)
+    assert all(el.category != "Title" for el in elements)
+    chunks = Chunker(tokenizer, 96, 16).chunk(elements)
+    assert len(chunks) >= 3
+    assert all(c.text.startswith(title) for c in chunks)
+    assert all(c.text.strip() != title for c in chunks)
+    assert all(tokenizer.count(c.text) <= 96 for c in chunks)
+    assert "Collagen synthesis" in chunks[0].text
+    # Nothing lost: every sentence of the abstract is in some chunk.
+    assert "".join(c.text for c in chunks).count("prolyl hydroxylase") >= 30
+    # A first line that is not short stays plain text (no header on later chunks).
+    long_first = "Collagen synthesis needs ascorbate. " * 12
+    plain = Chunker(tokenizer, 96, 16).chunk(parse(f"{long_first}\n\n{abstract}".encode(), FileKind.text))
+    assert not all(c.text.startswith(long_first[:40]) for c in plain)
+
+
 def test_tables_stay_whole_when_they_fit(tokenizer: WordPieceTokenizer) -> None:
     table = " ".join(f"row{i} value{i}" for i in range(20))
     elements = [E("Intro text. " * 10), E(table, "Table"), E("After the table.")]
