@@ -65,6 +65,23 @@ def test_export_is_cached_and_int8_is_a_different_embedder(tmp_path: Path, onnx_
     assert np.all(cos > 0.95) and np.any(cos < 0.9999)  # close, but not the same vectors
 
 
+def embed_in_background_past_the_gate(emb: OnnxEmbedder, texts: list[str]) -> np.ndarray:
+    """``texts`` embedded on a lowered thread while a request holds the encoder gate throughout:
+    background work must not need the gate (it fails the test if it waits for it)."""
+    got: dict[str, np.ndarray] = {}
+
+    def ingest() -> None:
+        with background_work(5):
+            got["vectors"] = emb.embed_documents(texts)
+
+    with emb._gate.hold(bulk=False):
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "background work waited for the encoder gate"
+    return got["vectors"]
+
+
 def test_bf16_runs_big_passes_with_the_fp32_vectors_and_leaves_queries_to_onnxruntime(
     tmp_path: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,19 +116,9 @@ def test_bf16_runs_big_passes_with_the_fp32_vectors_and_leaves_queries_to_onnxru
     # Background work on a lowered thread (bulk: passes of two texts, long enough here for bf16)
     # runs without waiting for a request's gate.
     long = [f"Abstract {i}: " + "collagen synthesis needs vitamin C. " * 20 for i in range(4)]
-    got: dict[str, np.ndarray] = {}
-
-    def ingest() -> None:
-        with background_work(5):
-            got["vectors"] = bf16.embed_documents(long)
-
-    with bf16._gate.hold(bulk=False):
-        worker = threading.Thread(target=ingest)
-        worker.start()
-        worker.join(timeout=120)
-        assert not worker.is_alive(), "background bf16 work waited for the encoder gate"
+    background = embed_in_background_past_the_gate(bf16, long)
     assert shapes and all(rows == BULK_BATCH_SIZE for rows, _ in shapes)
-    assert np.min(np.sum(got["vectors"] * fp32.embed_documents(long), axis=1)) > 0.9995
+    assert np.min(np.sum(background * fp32.embed_documents(long), axis=1)) > 0.9995
 
 
 def test_bf16_that_disagrees_with_fp32_is_not_used(
@@ -252,19 +259,7 @@ def test_background_work_runs_below_requests_on_a_session_of_its_own(
     if base >= 19:
         pytest.skip("the tests already run at the lowest priority: there is nothing below it")
     before = _niced_threads(base)
-    got: dict[str, object] = {}
-
-    def ingest() -> None:
-        with background_work(5):
-            got["vectors"] = emb.embed_documents(texts)
-
-    # A request holds the encoder gate throughout: background work must not need it.
-    with emb._gate.hold(bulk=False):
-        worker = threading.Thread(target=ingest)
-        worker.start()
-        worker.join(timeout=60)
-        assert not worker.is_alive(), "background work waited for the encoder gate"
-    assert np.allclose(request, got["vectors"], atol=1e-5)
+    assert np.allclose(request, embed_in_background_past_the_gate(emb, texts), atol=1e-5)
     assert emb._background is not None and emb._background is not emb._session
     lowered = _niced_threads(base) - before  # the ingest thread itself has ended
     assert lowered, "the background session's threads inherit the low priority"
