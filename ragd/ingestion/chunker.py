@@ -125,12 +125,11 @@ class Chunker:
     def _chunk_section(
         self, section: str | None, title: str | None, group: list[ParsedElement], out: list[Chunk]
     ) -> None:
-        header = ""
-        if title:
-            header_spans = self.tokenizer.token_spans(title)
-            if len(header_spans) <= self.max_tokens // 4:
-                header = title
-        header_tokens = len(self.tokenizer.token_spans(header)) if header else 0
+        # A title over a quarter of the chunk is not repeated (it would crowd out the text).
+        title_tokens = len(self.tokenizer.token_spans(title)) if title else 0
+        header, header_tokens = (
+            (title, title_tokens) if title and title_tokens <= self.max_tokens // 4 else ("", 0)
+        )
         buf: list[_Piece] = []
         started = False  # a chunk of this section was emitted (later ones repeat the header)
 
