@@ -119,10 +119,27 @@ class InjectionClassifier:
         return hstack([csr_matrix(embeddings.astype(np.float64)), grams]).tocsr()
 
     def probabilities(
-        self, embeddings: npt.NDArray[np.float32], texts: Sequence[str]
+        self,
+        embeddings: npt.NDArray[np.float32],
+        texts: Sequence[str],
+        grams: dict[str, float] | None = None,
     ) -> npt.NDArray[np.float64]:
-        """P(attack) of each text (no segment max)."""
-        logits = self.features(embeddings, texts) @ self.coef + self.intercept
+        """P(attack) of each text (no segment max).
+
+        The head is linear, so a text's logit is its embedding's part plus its n-grams' part;
+        ``grams`` caches the latter by text across calls (a sentence is scored in context and
+        then on its own with the same n-grams, and hashing them costs more than the dot product).
+        """
+        cache = {} if grams is None else grams
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            gram_logits = self._vectorizer.transform(todo) @ self.coef[self.embedding_dim :]
+            cache.update(zip(todo, gram_logits.tolist(), strict=True))
+        logits = (
+            embeddings.astype(np.float64) @ self.coef[: self.embedding_dim]
+            + np.array([cache[t] for t in texts], dtype=np.float64)
+            + self.intercept
+        )
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
 
     def score_many(
@@ -155,27 +172,33 @@ class InjectionClassifier:
             vectors = encoder.encode(texts)
         elif len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vectors for {len(texts)} texts")
-        best = [float(p) for p in self.probabilities(vectors, texts)]
+        grams: dict[str, float] = {}
+        best = [float(p) for p in self.probabilities(vectors, texts, grams)]
         owners: list[int] = []
         units: list[str] = []
         for i, text in enumerate(texts):
             parts = segments(text)
             if parts and (len(parts) > ALWAYS_SEGMENT or floor <= best[i] < cut):
                 if in_context is not None and len(in_context[i]) == len(parts):
-                    parts = self._worth_encoding(parts, in_context[i])
+                    parts = self._worth_encoding(parts, in_context[i], grams)
                 owners.extend([i] * len(parts))
                 units.extend(parts)
         if units:
-            for owner, prob in zip(owners, self.probabilities(encoder.encode(units), units), strict=True):
+            probs = self.probabilities(encoder.encode(units), units, grams)
+            for owner, prob in zip(owners, probs, strict=True):
                 best[owner] = max(best[owner], float(prob))
         return best
 
-    def _worth_encoding(self, parts: list[str], in_context: npt.NDArray[np.float32]) -> list[str]:
+    def _worth_encoding(
+        self, parts: list[str], in_context: npt.NDArray[np.float32], grams: dict[str, float]
+    ) -> list[str]:
         """The parts whose in-context score passes :data:`CONTEXT_GATE` (or that have none)."""
         known: npt.NDArray[np.bool_] = np.asarray(~np.isnan(in_context).any(axis=1))
         keep: npt.NDArray[np.bool_] = ~known
         if known.any():
-            probs = self.probabilities(in_context[known], [p for p, k in zip(parts, known, strict=True) if k])
+            probs = self.probabilities(
+                in_context[known], [p for p, k in zip(parts, known, strict=True) if k], grams
+            )
             keep[np.flatnonzero(known)] = probs >= CONTEXT_GATE
         return [p for p, k in zip(parts, keep, strict=True) if k]
 

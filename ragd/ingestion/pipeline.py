@@ -219,27 +219,28 @@ class IngestPipeline:
     def prepare(self, ctx: JobContext) -> StagedRecords:
         """Parse, chunk, scan and embed one document version."""
         p = ctx.job.payload
-        ctx.progress("parsing", 0, 0)
+        # Each progress report is a database write; steps that run_batch already did are not
+        # reported again (for an abstract, those writes cost as much as its parse).
         chunks = self._ahead.chunks.pop(ctx.job.id, None)
         if chunks is None:
+            ctx.progress("parsing", 0, 0)
             chunks = self._chunk(p)
-        ctx.progress("chunking")
+            ctx.progress("chunking")
         if not chunks:
             raise ParseError("the document has no text to index")
         texts = [c.text for c in chunks]
-        ctx.progress("embedding", 0, len(chunks))
         sparse = self.sparse.encode_documents(texts)
         ahead = [self._ahead.vectors.get(t) for t in texts]
         dense_rows: list[list[float]] = [v for v in ahead if v is not None]
         scores: list[float | None] = [self._ahead.scores.get(t) for t in texts]
         if len(dense_rows) != len(texts) or (self.scorer is not None and None in scores):
+            ctx.progress("embedding", 0, len(chunks))
             dense_rows, scores = [], []
             for start in range(0, len(texts), self.embed_batch):
                 vectors, block_scores = self._embed_and_scan(texts[start : start + self.embed_batch])
                 dense_rows.extend(vectors.tolist())
                 scores.extend(block_scores)
                 ctx.progress("embedding", min(len(texts), start + self.embed_batch), len(chunks))
-        ctx.progress("embedding", len(texts), len(chunks))
         now = time.time()
         records = [
             ChunkRecord(
@@ -277,7 +278,7 @@ class IngestPipeline:
         assert self.index is not None
         p = ctx.job.payload
         records = staged.records
-        ctx.progress("indexing", 0, len(records))
+        ctx.progress("indexing", 0, len(records))  # also checks the lease before writing
         batch = 256
         for start in range(0, len(records), batch):
             self.index.upsert(records[start : start + batch])
