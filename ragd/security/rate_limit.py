@@ -44,13 +44,15 @@ def _gcra(
     """(allowed, new theoretical arrival time, retry after) for one hit."""
     interval = period_s / limit
     tolerance = interval * burst
-    base = max(tat, now)
-    new_tat = base + interval * cost
+    # Offsets from now, not absolute times: (now + 60) - now is not 60 in floating point once
+    # the clock is large (a monotonic clock after hours, an epoch clock always), and a fresh key
+    # at its very limit was refused by that rounding.
+    ahead = max(tat - now, 0.0)
     # With cost=0, "allowed" means a hit of cost 1 would pass now.
-    probe = new_tat if cost else base + interval
-    if probe - now > tolerance:
-        return False, tat, probe - now - tolerance
-    return True, new_tat, 0.0
+    probe = ahead + interval * (cost or 1)
+    if probe > tolerance:
+        return False, tat, probe - tolerance
+    return True, now + ahead + interval * cost, 0.0
 
 
 class InProcessRateLimiter:
@@ -87,13 +89,13 @@ local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
 local tolerance = interval * tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-local base = math.max(tat, now)
-local new_tat = base + interval * cost
-local probe = new_tat
-if cost == 0 then probe = base + interval end
-if probe - now > tolerance then
-  return {0, tostring(probe - now - tolerance)}
+-- offsets from now: (now + interval) - now is not interval in floating point at epoch times
+local ahead = math.max(tat - now, 0)
+local probe = ahead + interval * math.max(cost, 1)
+if probe > tolerance then
+  return {0, tostring(probe - tolerance)}
 end
+local new_tat = now + ahead + interval * cost
 if cost > 0 then
   redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
 end

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from ragd.api.app import create_app
 from ragd.db.models import AuditEvent, Role
 from ragd.security.authenticator import ConcurrencyLimiter
-from ragd.security.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from ragd.security.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter, _gcra
 from tests.fixtures.auth import AuthFactory
 from tests.security.conftest import security_settings
 
@@ -175,3 +175,14 @@ def test_rate_limits_shared_through_redis(tmp_path: Path) -> None:
         ]
     assert codes == [200, 200, 200, 200, 429, 429]
     redis.Redis.from_url(url).flushdb()
+
+
+@pytest.mark.parametrize("seconds", [1_000, 7_000, 100_000, 1_764_582_000])
+def test_a_fresh_key_at_its_limit_is_allowed_whatever_the_clock_reads(seconds: int) -> None:
+    # (now + 60) - now rounds above 60 for some clock values; a fresh key with one hit per minute
+    # was then refused (seen with the monotonic clock after 1h45 of uptime).
+    for now in (seconds + j / 7 for j in range(200)):
+        assert _gcra(now, now, 1, 60.0, 1, 0)[0], now  # cost=0: would one hit pass?
+        allowed, new_tat, _ = _gcra(now, now, 1, 60.0, 1, 1)
+        assert allowed and new_tat == pytest.approx(now + 60.0), now
+        assert not _gcra(new_tat, now, 1, 60.0, 1, 1)[0], now  # the second within the minute
