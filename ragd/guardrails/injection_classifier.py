@@ -130,17 +130,22 @@ class InjectionClassifier:
         ``grams`` caches the latter by text across calls (a sentence is scored in context and
         then on its own with the same n-grams, and hashing them costs more than the dot product).
         """
-        cache = {} if grams is None else grams
-        todo = list(dict.fromkeys(t for t in texts if t not in cache))
-        if todo:
-            gram_logits = self._vectorizer.transform(todo) @ self.coef[self.embedding_dim :]
-            cache.update(zip(todo, gram_logits.tolist(), strict=True))
+        cache = self._gram_logits(texts, {} if grams is None else grams)
         logits = (
             embeddings.astype(np.float64) @ self.coef[: self.embedding_dim]
             + np.array([cache[t] for t in texts], dtype=np.float64)
             + self.intercept
         )
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+
+    def _gram_logits(self, texts: Sequence[str], cache: dict[str, float]) -> dict[str, float]:
+        """``cache`` with the n-gram part of the logit of every text in ``texts`` (one hashing
+        pass for those it lacks)."""
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            gram_logits = self._vectorizer.transform(todo) @ self.coef[self.embedding_dim :]
+            cache.update(zip(todo, gram_logits.tolist(), strict=True))
+        return cache
 
     def score_many(
         self,
@@ -174,15 +179,19 @@ class InjectionClassifier:
             raise ValueError(f"{len(vectors)} vectors for {len(texts)} texts")
         grams: dict[str, float] = {}
         best = [float(p) for p in self.probabilities(vectors, texts, grams)]
+        chosen = [
+            (i, parts)
+            for i, text in enumerate(texts)
+            if (parts := segments(text)) and (len(parts) > ALWAYS_SEGMENT or floor <= best[i] < cut)
+        ]
+        self._gram_logits([part for _, parts in chosen for part in parts], grams)
         owners: list[int] = []
         units: list[str] = []
-        for i, text in enumerate(texts):
-            parts = segments(text)
-            if parts and (len(parts) > ALWAYS_SEGMENT or floor <= best[i] < cut):
-                if in_context is not None and len(in_context[i]) == len(parts):
-                    parts = self._worth_encoding(parts, in_context[i], grams)
-                owners.extend([i] * len(parts))
-                units.extend(parts)
+        for i, parts in chosen:
+            if in_context is not None and len(in_context[i]) == len(parts):
+                parts = self._worth_encoding(parts, in_context[i], grams)
+            owners.extend([i] * len(parts))
+            units.extend(parts)
         if units:
             probs = self.probabilities(encoder.encode(units), units, grams)
             for owner, prob in zip(owners, probs, strict=True):
