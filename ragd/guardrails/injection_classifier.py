@@ -114,7 +114,8 @@ class InjectionClassifier:
         self._vectorizer = self.hashing.vectorizer()
 
     def features(self, embeddings: npt.NDArray[np.float32], texts: Sequence[str]) -> csr_matrix:
-        """The feature matrix of ``texts`` given their embeddings."""
+        """The feature matrix of ``texts`` given their embeddings (training fits ``coef`` on it;
+        :meth:`probabilities` computes the same logits without building it)."""
         grams = self._vectorizer.transform(list(texts))
         return hstack([csr_matrix(embeddings.astype(np.float64)), grams]).tocsr()
 
