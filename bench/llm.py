@@ -2,14 +2,15 @@
 
     .venv/bin/python bench/llm.py --data-dir .ragd [--adapter DIR] [--only llamacpp vllm f1] [--vllm-url URL]
 
-Same model on both backends (SmolLM2-135M-Instruct: Q4_1 GGUF in llama.cpp, the prepared bf16 HF
-copy in vLLM). For each backend and concurrency level it streams ``--requests`` generations and
-prints time-to-first-token p50/p95 and aggregate generated tokens/s. ragd's overhead compares the
-same requests through ragd's chat-model layer (fallback chain + backend adapter) with direct
-calls (llama-cpp-python's API; the openai client straight to vLLM), interleaved to share noise.
-With ``--adapter`` it prints answer F1 of the base model and the adapter on the held-out half of
-the HotpotQA file (hash split, the half ``ragd finetune make-sft --hold-out 50`` leaves out),
-with the same passages in both prompts. Prints figures; asserts nothing.
+Same model on both backends (SmolLM2-135M-Instruct: the packaged Q4_1 GGUF in llama.cpp, loaded
+as ``--weights`` says, by default the server's F16 copy; the prepared bf16 HF copy in vLLM). For
+each backend and concurrency level it streams ``--requests`` generations and prints
+time-to-first-token p50/p95 and aggregate generated tokens/s. ragd's overhead compares the same
+requests through ragd's chat-model layer (fallback chain + backend adapter) with direct calls
+(llama-cpp-python's API; the openai client straight to vLLM), interleaved to share noise. With
+``--adapter`` it prints answer F1 of the base model and the adapter on the held-out half of the
+HotpotQA file (hash split, the half ``ragd finetune make-sft --hold-out 50`` leaves out), with the
+same passages in both prompts. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -160,7 +161,10 @@ async def answer_f1(model: ChatModel, dataset: Path, name: str, held_out_percent
 
 
 async def bench_llamacpp(args: argparse.Namespace, report: dict[str, Any]) -> None:
-    llama = LlamaCppChatModel(LlamaCppSettings(n_ctx=2048, n_threads=args.threads))
+    llama = LlamaCppChatModel(
+        LlamaCppSettings(n_ctx=2048, n_threads=args.threads, weights=args.weights),
+        cache_dir=args.data_dir / "models" / "gguf",
+    )
     await asyncio.to_thread(llama.load)
     chain = FallbackChatModel([llama])
     for c in args.concurrency:
@@ -238,6 +242,12 @@ if __name__ == "__main__":
         help="Interleaved rounds of the overhead comparison (6 swung by 20%%).",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--weights",
+        default="auto",
+        choices=["auto", "file", "f16", "q8_0"],
+        help="llama.cpp weights, as RAGD_LLM__LLAMACPP__WEIGHTS (for A/B runs).",
+    )
     p.add_argument("--port", type=int, default=18766)
     p.add_argument("--vllm-url", default=None, help="Use a running vLLM instead of starting one.")
     p.add_argument(

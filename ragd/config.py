@@ -22,6 +22,7 @@ DEV_SECRET = "ragd-development-secret-change-me"  # noqa: S105 - a known, refuse
 MB = 1024 * 1024
 
 BackendKind = Literal["llamacpp", "openai"]
+WeightsChoice = Literal["auto", "file", "f16", "q8_0"]
 
 
 class DBSettings(BaseModel):
@@ -164,6 +165,18 @@ class LlamaCppSettings(BaseModel):
     n_ctx: int = Field(default=4096, ge=256, le=131072, description="Context window in tokens.")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads; empty means all cores.")
     max_queue: int = Field(default=32, ge=1, description="Requests waiting for the model before 503.")
+    weights: WeightsChoice = Field(
+        default="auto",
+        description="What to load: `file` as it is, or a copy re-encoded once as `f16` or `q8_0` "
+        "(llama.cpp's fast prefill kernels do not cover Q4_1). auto: F16 for a quantized file up "
+        "to 256 MB (the packaged SmolLM2: a 350-token prompt 1.74 s -> 0.83 s on 2 AVX2 cores).",
+    )
+    weights_cache: Path | None = Field(
+        default=None, description="Where re-encoded weights are kept; default <data_dir>/models/gguf."
+    )
+    flash_attn: bool = Field(
+        default=True, description="Flash attention (prefill of a 350-token prompt 10-20% faster on CPU)."
+    )
 
 
 class OpenAIBackendSettings(BaseModel):
@@ -441,6 +454,11 @@ class Settings(BaseSettings):
     def onnx_cache_dir(self) -> Path:
         """Where verified ONNX exports of the embedder are kept."""
         return self.embedding.onnx_cache or self.data_dir / "models" / "onnx"
+
+    @property
+    def gguf_cache_dir(self) -> Path:
+        """Where the embedded chat model's re-encoded weights are kept."""
+        return self.llm.llamacpp.weights_cache or self.data_dir / "models" / "gguf"
 
     @property
     def qdrant_path(self) -> Path:

@@ -7,6 +7,7 @@ so a test that reaches the internet fails.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ from ragd.privacy import disable_telemetry
 disable_telemetry()
 
 PG_ADMIN_URL = os.environ.get("RAGD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+#: The chat model's re-encoded weights (270 MB), made once and shared by every test and server
+#: subprocess of the run instead of once per data dir; keyed by the source file's hash.
+GGUF_CACHE = Path(tempfile.gettempdir()) / f"ragd-test-gguf-{os.getuid()}"
+os.environ["RAGD_LLM__LLAMACPP__WEIGHTS_CACHE"] = str(GGUF_CACHE)
+_KEPT_ENV = {"RAGD_TEST_PG_URL", "RAGD_LLM__LLAMACPP__WEIGHTS_CACHE"}
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -38,7 +45,7 @@ def settings(tmp_path: Path) -> Settings:
 def _clean_ragd_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's RAGD_* variables must not leak into tests.
     for key in list(os.environ):
-        if key.startswith("RAGD_") and key != "RAGD_TEST_PG_URL":
+        if key.startswith("RAGD_") and key not in _KEPT_ENV:
             monkeypatch.delenv(key)
 
 

@@ -36,6 +36,7 @@ from ragd.llm_serving.base import (
     queue_wait_sink,
 )
 from ragd.llm_serving.context_window import ContextPolicy, fit_messages
+from ragd.llm_serving.gguf_weights import serving_weights
 from ragd.llm_serving.model_files import smollm2_gguf
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,20 @@ class LlamaCppChatModel:
     """SmolLM2 (or any GGUF chat model) through llama-cpp-python."""
 
     def __init__(
-        self, settings: LlamaCppSettings, name: str = "llamacpp", context_policy: ContextPolicy = "truncate"
+        self,
+        settings: LlamaCppSettings,
+        name: str = "llamacpp",
+        context_policy: ContextPolicy = "truncate",
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir`` holds the re-encoded weights (``settings.weights``); without one the
+        file is loaded as it is."""
         self.name = name
         self._settings = settings
         self._policy: ContextPolicy = context_policy
         self._path: Path = settings.model_path or smollm2_gguf()
+        self._cache_dir = cache_dir
+        self._weights: Path = self._path  # the file actually loaded (see load)
         self._llm: Any = None
         self._formatter: Any = None
         self._stop_tokens: list[str] = []
@@ -72,11 +81,13 @@ class LlamaCppChatModel:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+            self._weights = serving_weights(self._path, self._settings.weights, self._cache_dir)
             try:
                 llm = Llama(
-                    model_path=str(self._path),
+                    model_path=str(self._weights),
                     n_ctx=self._settings.n_ctx,
                     n_threads=self._settings.n_threads or os.cpu_count() or 1,
+                    flash_attn=self._settings.flash_attn,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
@@ -93,7 +104,9 @@ class LlamaCppChatModel:
             self._llm = llm
             self._thread = threading.Thread(target=self._serve, name="llamacpp", daemon=True)
             self._thread.start()
-            log.info("llama.cpp model loaded", extra={"model": self._path.name})
+            log.info(
+                "llama.cpp model loaded", extra={"model": self._path.name, "weights": self._weights.name}
+            )
 
     async def aclose(self) -> None:
         if self._thread is not None:
@@ -106,7 +119,10 @@ class LlamaCppChatModel:
         ok = self._llm is not None and self._thread is not None and self._thread.is_alive()
         detail = self._load_error or ("" if ok else "model not loaded")
         return ComponentHealth(
-            self.name, ok, detail, {"model": self._path.name, "queued": self._queue.qsize()}
+            self.name,
+            ok,
+            detail,
+            {"model": self._path.name, "weights": self._weights.name, "queued": self._queue.qsize()},
         )
 
     @property

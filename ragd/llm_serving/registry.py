@@ -18,7 +18,11 @@ def build_backends(settings: Settings) -> list[ChatModel]:
         if kind == "llamacpp":
             from ragd.llm_serving.llamacpp_backend import LlamaCppChatModel
 
-            models.append(LlamaCppChatModel(llm.llamacpp, context_policy=llm.context_policy))
+            models.append(
+                LlamaCppChatModel(
+                    llm.llamacpp, context_policy=llm.context_policy, cache_dir=settings.gguf_cache_dir
+                )
+            )
         elif kind == "openai":
             from ragd.llm_serving.openai_backend import OpenAIChatModel
 

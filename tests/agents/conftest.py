@@ -105,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             cid = coll.id
         ingest_paragraphs(settings, engine, qdrant, cid, docs, lambda _: None, tenant=TENANT)
     search = SearchService.from_settings(settings, qdrant, engine)
-    llm = LlamaCppChatModel(settings.llm.llamacpp)
+    llm = LlamaCppChatModel(settings.llm.llamacpp, cache_dir=settings.gguf_cache_dir)
     llm.load()
     yield Stack(
         settings,

@@ -13,6 +13,7 @@ import pytest
 
 from ragd.config import LlamaCppSettings
 from ragd.llm_serving.llamacpp_backend import LlamaCppChatModel
+from tests.conftest import GGUF_CACHE
 
 T = TypeVar("T")
 
@@ -24,7 +25,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture(scope="module")
 def llama() -> Iterator[LlamaCppChatModel]:
-    model = LlamaCppChatModel(LlamaCppSettings(n_ctx=1024, n_threads=2, max_queue=4), context_policy="reject")
+    model = LlamaCppChatModel(
+        LlamaCppSettings(n_ctx=1024, n_threads=2, max_queue=4), context_policy="reject", cache_dir=GGUF_CACHE
+    )
     model.load()
     yield model
     run(model.aclose())
