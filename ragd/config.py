@@ -337,7 +337,11 @@ class AgentSettings(BaseModel):
     top_k: int = Field(default=8, ge=1, le=50, description="Passages per knowledge search.")
     evidence_passages: int = Field(default=4, ge=1, le=10, description="Passages shown to the model.")
     evidence_sentences: int = Field(
-        default=2, ge=1, le=10, description="Best sentences kept per evidence passage (prompt size)."
+        default=2,
+        ge=1,
+        le=10,
+        description="Best sentences kept per evidence passage (prompt size); passages after the "
+        "first two keep one fewer.",
     )
     max_answer_tokens: int = Field(default=48, ge=8, le=2048, description="Answer generation budget.")
     max_steps: int = Field(default=10, ge=3, le=50, description="Graph steps per turn before abstaining.")

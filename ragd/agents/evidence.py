@@ -270,6 +270,12 @@ def repeats_title(sentence: str, title: str) -> bool:
     return bool(title) and sentence.startswith(f"{title} {title}")
 
 
+#: Passages that keep the full sentence budget; the ones after them keep one sentence fewer. On
+#: dev100 the first two hold most of what answers cite, and the cut takes 16% of the prompt
+#: (median 376 -> 315 tokens, all of it prefill) with context_recall 0.765 -> 0.775.
+LEAD_PASSAGES = 2
+
+
 def select_evidence(
     question: str,
     passages: Sequence[Passage],
@@ -278,7 +284,8 @@ def select_evidence(
     max_passages: int,
     max_sentences: int,
 ) -> list[Passage]:
-    """The passages shown to the model, numbered from 1, each reduced to its best sentences."""
+    """The passages shown to the model, numbered from 1, each reduced to its best sentences:
+    ``max_sentences`` for the first :data:`LEAD_PASSAGES`, one fewer (at least one) after them."""
     chosen = list(passages[:max_passages])
     all_sentences: list[tuple[int, int, str]] = []
     for i, passage in enumerate(chosen):
@@ -292,7 +299,8 @@ def select_evidence(
     for i, passage in enumerate(chosen):
         mine = [(scores[n], j, s) for n, (pi, j, s) in enumerate(all_sentences) if pi == i]
         mine.sort(key=lambda item: item[0], reverse=True)
-        keep = sorted(mine[:max_sentences], key=lambda item: item[1])  # original order reads better
+        budget = max_sentences if i < LEAD_PASSAGES else max(1, max_sentences - 1)
+        keep = sorted(mine[:budget], key=lambda item: item[1])  # original order reads better
         passage.sentences = [_clip(s) for _, _, s in keep]
         passage.number = i + 1
     return chosen

@@ -268,6 +268,20 @@ def test_evidence_keeps_a_sentence_whose_subject_is_the_title() -> None:
     assert chosen[1].sentences == ["Kiss and Tell is a 1945 American comedy film."]
 
 
+def test_passages_after_the_first_two_keep_one_sentence_fewer() -> None:
+    from ragd.agents.evidence import SentenceScorer, select_evidence
+
+    text = "{0} was founded in 1901. {0} has a museum. {0} lies on a river."
+    passages = [_passage(k, f"Town {k}", text.format(f"Town {k}")) for k in "abcd"]
+    chosen = select_evidence(
+        "When was Town a founded?", passages, SentenceScorer(None), max_passages=4, max_sentences=2
+    )
+    assert [len(p.sentences) for p in chosen] == [2, 2, 1, 1]
+    assert chosen[0].sentences[0] == "Town a was founded in 1901."  # the best, in reading order
+    one = select_evidence("Town d?", passages, SentenceScorer(None), max_passages=4, max_sentences=1)
+    assert [len(p.sentences) for p in one] == [1, 1, 1, 1]  # never below one
+
+
 def test_a_cited_passage_brings_the_passage_that_names_it() -> None:
     from ragd.agents.nodes import provenance
 
