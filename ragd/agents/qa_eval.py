@@ -175,6 +175,14 @@ async def run_qa_eval(
                 "qdrant": base.qdrant.model_copy(
                     update={"mode": "local", "path": Path(tmp) / "qdrant", "url": None}
                 ),
+                # The chat model's re-encoded weights are a cache, not run data: reuse them.
+                "llm": base.llm.model_copy(
+                    update={
+                        "llamacpp": base.llm.llamacpp.model_copy(
+                            update={"weights_cache": base.gguf_cache_dir}
+                        )
+                    }
+                ),
             }
         )
         return await _run(settings, items, progress)
