@@ -36,15 +36,31 @@ _UNQUANTIZED = {0, 1, 32}
 
 
 def file_type(path: Path) -> int | None:
-    """The GGUF's ``general.file_type`` (llama.cpp's ftype), read without loading its tensors."""
-    from llama_cpp import Llama
+    """The GGUF's ``general.file_type`` (llama.cpp's ftype), read without loading its tensors.
 
+    Through llama.cpp's vocabulary-only load: ``Llama(vocab_only=True)`` would also make a
+    context (and warn on stderr), and the ``gguf`` package's reader parses the whole vocabulary
+    in Python (5 s for SmolLM2).
+    """
+    import llama_cpp
+
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            return None  # the real load reports what is wrong with the file
+    # llama-cpp-python prints llama.cpp's log to stderr unless this logger is at ERROR, which
+    # Llama(verbose=False) sets; this load comes before any Llama, so set it the same way.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        return None
     try:
-        meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
-    except (ValueError, RuntimeError):
-        return None  # the real load reports what is wrong with the file
-    value = meta.get("general.file_type")
-    return int(value) if value is not None and str(value).isdigit() else None
+        value = ctypes.create_string_buffer(32)
+        found = llama_cpp.llama_model_meta_val_str(model, b"general.file_type", value, len(value))
+        return int(value.value) if found > 0 and value.value.isdigit() else None
+    finally:
+        llama_cpp.llama_model_free(model)
 
 
 def _digest(path: Path) -> str:
@@ -62,22 +78,23 @@ def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None)
     ``auto`` re-encodes a quantized file of at most :data:`AUTO_MAX_BYTES` to F16. A copy that
     cannot be written (a full disk) leaves ``source`` in use, with a warning: slower, not down.
     """
-    if choice == "file" or cache_dir is None:
-        return source
+    if choice == "file" or cache_dir is None or not source.is_file():
+        return source  # a missing file: the real load says so
     if choice == "auto":
         if source.stat().st_size > AUTO_MAX_BYTES or file_type(source) in _UNQUANTIZED | {None}:
             return source
         choice = "f16"
-    target = cache_dir / f"{source.stem}.{_digest(source)}.{choice}.gguf"
-    if target.exists():
-        return target
     import llama_cpp
 
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16 if choice == "f16" else llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
     params.allow_requantize = True
+    partial: Path | None = None
     try:
+        target = cache_dir / f"{source.stem}.{_digest(source)}.{choice}.gguf"
+        if target.exists():
+            return target
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         cache_dir.mkdir(parents=True, exist_ok=True)
         rc = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if rc != 0:
@@ -90,7 +107,8 @@ def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None)
         )
         return source
     finally:
-        with contextlib.suppress(OSError):  # nothing to remove where the directory could not be made
-            partial.unlink(missing_ok=True)
+        if partial is not None:
+            with contextlib.suppress(OSError):  # nothing to remove where the directory could not be made
+                partial.unlink(missing_ok=True)
     log.info("re-encoded the chat model for prefill", extra={"model": source.name, "weights": choice})
     return target

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,12 +56,23 @@ def test_the_f16_copy_predicts_what_the_packaged_file_predicts(f16: Path) -> Non
     assert _next_tokens(f16, prompts) == _next_tokens(smollm2_gguf(), prompts)
 
 
+def test_reading_the_file_type_prints_nothing() -> None:
+    # ragd serve's stderr is JSON log lines only, and the file type is read before any Llama
+    # exists: a fresh interpreter shows what llama.cpp writes on its own.
+    code = "from ragd.llm_serving.gguf_weights import file_type; from ragd.llm_serving.model_files "
+    code += "import smollm2_gguf; print(file_type(smollm2_gguf()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "3\n", "")
+
+
 def test_file_big_and_unquantized_models_are_loaded_as_they_are(
     f16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert serving_weights(smollm2_gguf(), "file", tmp_path) == smollm2_gguf()
     assert serving_weights(smollm2_gguf(), "f16", None) == smollm2_gguf()  # no cache: as it is
     assert serving_weights(f16, "auto", tmp_path) == f16  # already F16
+    missing = tmp_path / "missing.gguf"
+    assert serving_weights(missing, "f16", tmp_path) == missing  # the real load says it is missing
     monkeypatch.setattr(gguf_weights, "AUTO_MAX_BYTES", 1024)
     assert serving_weights(smollm2_gguf(), "auto", tmp_path) == smollm2_gguf()
     assert not list(tmp_path.iterdir())  # nothing was written for any of them
