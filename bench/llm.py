@@ -28,7 +28,7 @@ from typing import Any
 
 import openai
 
-from ragd.config import LlamaCppSettings, OpenAIBackendSettings
+from ragd.config import LlamaCppSettings, OpenAIBackendSettings, Settings
 from ragd.llm_serving.base import ChatModel, GenerationParams, Message
 from ragd.llm_serving.fallback import FallbackChatModel
 from ragd.llm_serving.llamacpp_backend import LlamaCppChatModel
@@ -163,7 +163,7 @@ async def answer_f1(model: ChatModel, dataset: Path, name: str, held_out_percent
 async def bench_llamacpp(args: argparse.Namespace, report: dict[str, Any]) -> None:
     llama = LlamaCppChatModel(
         LlamaCppSettings(n_ctx=2048, n_threads=args.threads, weights=args.weights),
-        cache_dir=args.data_dir / "models" / "gguf",
+        cache_dir=Settings(data_dir=args.data_dir).gguf_cache_dir,  # the server's cache
     )
     await asyncio.to_thread(llama.load)
     chain = FallbackChatModel([llama])
