@@ -2,22 +2,33 @@
 
 A RAG turn on a small model is mostly prefill: a few hundred evidence tokens in, one sentence
 out. llama.cpp's batched matrix kernels on x86 (llamafile's sgemm and the repacked layouts)
-cover F16, Q8_0 and Q4_0, but not Q4_1, the type the packaged SmolLM2 ships in, so its prompts
-run through the slow one-row dot products. Measured on 2 AVX2 cores (AMD EPYC, llama.cpp
-0.3.36, a 350-token prompt, flash attention on): Q4_1 1.74 s, Q8_0 1.02 s, F16 0.83 s. F16
-decodes more slowly (39 against 56 tokens/s: a token reads 270 MB instead of 98 MB), which a
-one-sentence answer pays about 0.15 s for.
+cover F16, BF16 (where the CPU has AVX512-BF16), Q8_0 and Q4_0, but not Q4_1, the type the
+packaged SmolLM2 ships in, so its prompts run through the slow one-row dot products. A
+350-token prompt on 2 cores (AMD EPYC, llama.cpp 0.3.36, flash attention on):
 
-The copy is written by llama.cpp's own quantizer (F16 holds each Q4_1 weight to F16 rounding;
-Q8_0 to 1/254 of its block's largest weight), once, into a cache keyed by the source file's
-hash, and it is written to a temporary name and renamed so that two processes never load a
-half-written file.
+======================  ==========  ========  ========  ========
+CPU                     Q4_1        Q8_0      F16       BF16
+======================  ==========  ========  ========  ========
+AVX2 only               1.74 s      1.02 s    0.83 s    (emulated)
+AVX-512 with BF16       1.50 s      0.75 s    0.70 s    0.49 s
+======================  ==========  ========  ========  ========
+
+F16 decodes more slowly on AVX2 (39 against 56 tokens/s: a token reads 270 MB instead of
+98 MB), which a one-sentence answer pays about 0.15 s for; on the AVX-512 CPU BF16 decodes at
+72 tokens/s against Q4_1's 75. So ``auto`` picks BF16 where llama.cpp was built with
+AVX512-BF16 (setup builds it for the machine's CPU) and F16 elsewhere.
+
+The copy is written by llama.cpp's own quantizer (F16 and BF16 hold each Q4_1 weight to their
+rounding; Q8_0 to 1/254 of its block's largest weight), once, into a cache keyed by the source
+file's hash, and it is written to a temporary name and renamed so that two processes never load
+a half-written file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 from pathlib import Path
@@ -63,11 +74,29 @@ def file_type(path: Path) -> int | None:
         llama_cpp.llama_model_free(model)
 
 
+@functools.cache
+def native_bf16_build() -> bool:
+    """Whether the loaded llama.cpp computes BF16 products natively (built with AVX512-BF16).
+
+    Asked of the build, not of ``/proc/cpuinfo``: a build without the instructions emulates
+    BF16, slower than F16, even on a CPU that has them.
+    """
+    import llama_cpp
+
+    return "AVX512_BF16 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
+def auto_encoding() -> str:
+    """The re-encoding ``auto`` makes on this machine: ``bf16`` or ``f16`` (see the module doc)."""
+    return "bf16" if native_bf16_build() else "f16"
+
+
 def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None) -> Path:
     """The GGUF file to load for ``source``: the file itself, or its cached re-encoding.
 
-    ``file`` (or no ``cache_dir``) loads ``source`` as it is; ``f16`` and ``q8_0`` re-encode it;
-    ``auto`` re-encodes a quantized file of at most :data:`AUTO_MAX_BYTES` to F16. A copy that
+    ``file`` (or no ``cache_dir``) loads ``source`` as it is; ``f16``, ``bf16`` and ``q8_0``
+    re-encode it; ``auto`` re-encodes a quantized file of at most :data:`AUTO_MAX_BYTES` as
+    :func:`auto_encoding` says (BF16 where llama.cpp computes it natively, else F16). A copy that
     cannot be written (a full disk) leaves ``source`` in use, with a warning: slower, not down.
     """
     if choice == "file" or cache_dir is None or not source.is_file():
@@ -75,22 +104,20 @@ def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None)
     if choice == "auto" and source.stat().st_size > AUTO_MAX_BYTES:
         return source
     partial: Path | None = None
+    encoding = auto_encoding() if choice == "auto" else choice
     try:
         digest = data_hash([source])[:16]
-        target = cache_dir / f"{source.stem}.{digest}.{'f16' if choice == 'auto' else choice}.gguf"
+        target = cache_dir / f"{source.stem}.{digest}.{encoding}.gguf"
         if target.exists():
             # Checked before the file type: reading it costs 0.5 s of every start, the hash 0.1 s.
             return target
         if choice == "auto":
             if file_type(source) in _UNQUANTIZED | {None}:
                 return source
-            choice = "f16"
         import llama_cpp
 
         params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = (
-            llama_cpp.LLAMA_FTYPE_MOSTLY_F16 if choice == "f16" else llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
-        )
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{encoding.upper()}")
         params.allow_requantize = True
         partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -101,12 +128,12 @@ def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None)
     except OSError as exc:
         log.warning(
             "cannot re-encode the chat model; serving the file as it is",
-            extra={"model": source.name, "weights": choice, "error": str(exc)[:200]},
+            extra={"model": source.name, "weights": encoding, "error": str(exc)[:200]},
         )
         return source
     finally:
         if partial is not None:
             with contextlib.suppress(OSError):  # nothing to remove where the directory could not be made
                 partial.unlink(missing_ok=True)
-    log.info("re-encoded the chat model for prefill", extra={"model": source.name, "weights": choice})
+    log.info("re-encoded the chat model for prefill", extra={"model": source.name, "weights": encoding})
     return target

@@ -13,17 +13,19 @@ from llama_cpp import Llama
 
 from ragd.config import LlamaCppSettings, Settings
 from ragd.llm_serving import gguf_weights
-from ragd.llm_serving.gguf_weights import file_type, serving_weights
+from ragd.llm_serving.gguf_weights import auto_encoding, file_type, serving_weights
 from ragd.llm_serving.llamacpp_backend import LlamaCppChatModel
 from ragd.llm_serving.model_files import smollm2_gguf
 from tests.conftest import GGUF_CACHE
 from tests.llm_serving.conftest import run
 
-F16 = 1  # llama.cpp's LLAMA_FTYPE_MOSTLY_F16
+FTYPES = {"f16": 1, "bf16": 32}  # llama.cpp's LLAMA_FTYPE_MOSTLY_F16, _BF16
+Q4_1 = 3
 
 
 @pytest.fixture(scope="module")
-def f16() -> Path:
+def served() -> Path:
+    """The copy ``auto`` serves on this machine (BF16 or F16: both unquantized)."""
     return serving_weights(smollm2_gguf(), "auto", GGUF_CACHE)
 
 
@@ -37,23 +39,34 @@ def _next_tokens(path: Path, prompts: list[str]) -> list[int]:
     return picks
 
 
-def test_auto_re_encodes_the_packaged_q4_1_model_as_f16_once(f16: Path) -> None:
-    assert f16.parent == GGUF_CACHE and f16 != smollm2_gguf()
-    assert file_type(smollm2_gguf()) == 3 and file_type(f16) == F16  # Q4_1 -> mostly F16
-    written = f16.stat().st_mtime_ns
-    assert serving_weights(smollm2_gguf(), "auto", GGUF_CACHE) == f16
-    assert f16.stat().st_mtime_ns == written  # the cached copy is reused, not rewritten
+def test_auto_re_encodes_the_packaged_q4_1_model_once(served: Path) -> None:
+    assert served.parent == GGUF_CACHE and served != smollm2_gguf()
+    assert file_type(smollm2_gguf()) == Q4_1 and file_type(served) == FTYPES[auto_encoding()]
+    written = served.stat().st_mtime_ns
+    assert serving_weights(smollm2_gguf(), "auto", GGUF_CACHE) == served
+    assert served.stat().st_mtime_ns == written  # the cached copy is reused, not rewritten
     assert not list(GGUF_CACHE.glob("*.partial"))
 
 
-def test_the_f16_copy_predicts_what_the_packaged_file_predicts(f16: Path) -> None:
+def test_auto_picks_bf16_only_where_llama_cpp_computes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for native, encoding in ((True, "bf16"), (False, "f16")):
+        monkeypatch.setattr(gguf_weights, "native_bf16_build", lambda native=native: native)
+        path = serving_weights(smollm2_gguf(), "auto", GGUF_CACHE)
+        assert path == serving_weights(smollm2_gguf(), encoding, GGUF_CACHE)  # the same cached copy
+        assert path.name.endswith(f".{encoding}.gguf") and file_type(path) == FTYPES[encoding]
+
+
+@pytest.mark.parametrize("encoding", ["f16", "bf16"])
+def test_the_copy_predicts_what_the_packaged_file_predicts(encoding: str) -> None:
     prompts = [
         "The capital of France is",
         "Water boils at a temperature of 100 degrees",
         "<|im_start|>user\nWho wrote Hamlet?<|im_end|>\n<|im_start|>assistant\n",
         "1, 2, 3, 4,",
     ]
-    assert _next_tokens(f16, prompts) == _next_tokens(smollm2_gguf(), prompts)
+    copy = serving_weights(smollm2_gguf(), encoding, GGUF_CACHE)  # type: ignore[arg-type]
+    assert file_type(copy) == FTYPES[encoding]
+    assert _next_tokens(copy, prompts) == _next_tokens(smollm2_gguf(), prompts)
 
 
 def test_reading_the_file_type_prints_nothing() -> None:
@@ -66,11 +79,11 @@ def test_reading_the_file_type_prints_nothing() -> None:
 
 
 def test_file_big_and_unquantized_models_are_loaded_as_they_are(
-    f16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert serving_weights(smollm2_gguf(), "file", tmp_path) == smollm2_gguf()
     assert serving_weights(smollm2_gguf(), "f16", None) == smollm2_gguf()  # no cache: as it is
-    assert serving_weights(f16, "auto", tmp_path) == f16  # already F16
+    assert serving_weights(served, "auto", tmp_path) == served  # already unquantized
     missing = tmp_path / "missing.gguf"
     assert serving_weights(missing, "f16", tmp_path) == missing  # the real load says it is missing
     monkeypatch.setattr(gguf_weights, "AUTO_MAX_BYTES", 1024)
@@ -98,12 +111,12 @@ def test_a_copy_that_cannot_be_made_leaves_the_file_in_use(
     assert serving_weights(garbage, "auto", tmp_path / "c3") == garbage  # unreadable: the load says why
 
 
-def test_the_server_loads_the_f16_copy_and_says_so(f16: Path) -> None:
+def test_the_server_loads_the_re_encoded_copy_and_says_so(served: Path) -> None:
     model = LlamaCppChatModel(LlamaCppSettings(n_ctx=512, n_threads=2), cache_dir=GGUF_CACHE)
     try:
         model.load()
         health = run(model.health())
-        assert health.ok and health.info["weights"] == f16.name
+        assert health.ok and health.info["weights"] == served.name
         assert health.info["model"] == smollm2_gguf().name
         assert model.serves(smollm2_gguf().stem)  # clients still name the packaged model
     finally:
