@@ -61,6 +61,7 @@ from ragd.config import Settings
 from ragd.db.engine import session_scope
 from ragd.db.models import EvalRun
 from ragd.errors import BadRequest, NotFound
+from ragd.hashing import file_sha256
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -147,24 +148,11 @@ def package_versions(names: Sequence[str] = TRACKED_PACKAGES) -> dict[str, str]:
     return found
 
 
-@lru_cache(maxsize=16)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    # Keyed on size and mtime so a replaced file is re-hashed; a 100 MB GGUF takes ~0.3 s once.
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_digest(path: str | Path) -> str | None:
     """SHA-256 of a file (cached per size and mtime), or None if it is not a readable file."""
     p = Path(path)
     try:
-        st = p.stat()
-        if not p.is_file():
-            return None
-        return _file_digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+        return file_sha256(p) if p.is_file() else None
     except OSError:
         return None
 

@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 
 from ragd.config import WeightsChoice
-from ragd.llm_serving.model_registry import data_hash
+from ragd.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def serving_weights(source: Path, choice: WeightsChoice, cache_dir: Path | None)
     partial: Path | None = None
     encoding = auto_encoding() if choice == "auto" else choice
     try:
-        digest = data_hash([source])[:16]
+        digest = file_sha256(source)[:16]
         target = cache_dir / f"{source.stem}.{digest}.{encoding}.gguf"
         if target.exists():
             # Checked before the file type: reading it costs 0.5 s of every start, the hash 0.1 s.

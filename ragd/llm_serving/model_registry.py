@@ -8,7 +8,6 @@ promoting a version moves the previous production version back to ``staged``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -19,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from ragd.db.models import ModelEntry, ModelStage
 from ragd.errors import BadRequest, Conflict, NotFound
+from ragd.hashing import sha256_files
 
 ModelKind = Literal["base", "prepared", "lora", "embedder", "classifier"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
@@ -42,12 +42,7 @@ def _check_kind(kind: str) -> None:
 
 def data_hash(paths: Iterable[Path | str]) -> str:
     """A sha256 over the bytes of ``paths`` (the training-data lineage of a model)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return sha256_files(paths)
 
 
 def register_model(

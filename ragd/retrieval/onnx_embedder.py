@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragd.errors import ConfigError
+from ragd.hashing import hash_file_into
 from ragd.retrieval.embedder import EncoderGate, TokenizedEmbedder, is_bulk_embedding, is_niced_background
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,7 @@ def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256(EXPORT_VERSION.encode())
     for path, _, _ in files:
         h.update(Path(path).name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        hash_file_into(h, path)
     return h.hexdigest()[:16]
 
 
