@@ -9,14 +9,15 @@ packaged SmolLM2 ships in, so its prompts run through the slow one-row dot produ
 ======================  ==========  ========  ========  ========
 CPU                     Q4_1        Q8_0      F16       BF16
 ======================  ==========  ========  ========  ========
-AVX2 only               1.74 s      1.02 s    0.83 s    (emulated)
+AVX2 only               1.74 s      1.02 s    0.83 s    not run
 AVX-512 with BF16       1.50 s      0.75 s    0.70 s    0.49 s
 ======================  ==========  ========  ========  ========
 
 F16 decodes more slowly on AVX2 (39 against 56 tokens/s: a token reads 270 MB instead of
 98 MB), which a one-sentence answer pays about 0.15 s for; on the AVX-512 CPU BF16 decodes at
 72 tokens/s against Q4_1's 75. So ``auto`` picks BF16 where llama.cpp was built with
-AVX512-BF16 (setup builds it for the machine's CPU) and F16 elsewhere.
+AVX512-BF16 (setup builds it for the machine's CPU) and F16 elsewhere, where llama.cpp would
+emulate BF16 (an explicit ``bf16`` is still honoured there).
 
 The copy is written by llama.cpp's own quantizer (F16 and BF16 hold each Q4_1 weight to their
 rounding; Q8_0 to 1/254 of its block's largest weight), once, into a cache keyed by the source
