@@ -1,7 +1,7 @@
 """Document ragd's error envelope in the OpenAPI document, for every operation.
 
 FastAPI documents only 200 and its own 422 body; ragd answers every error with one envelope
-(``ragd.api.errors``), and any route can answer 400/404/413/414/422/429/503, protected ones also
+(``ragd.api.errors``), and any route can answer 400/404/413/414/422/429/503/507, protected ones also
 401/403. Declaring them keeps the document true, so clients and property-based tests (the
 schemathesis suite) can rely on it.
 """
@@ -40,6 +40,7 @@ _ALL = {
     422: "The request does not match the schema.",
     429: "Too many requests; see Retry-After.",
     503: "A dependency is unavailable.",
+    507: "The server's storage is full; the request was not carried out. Retry later.",
 }
 _PROTECTED = {401: "Missing or invalid credentials.", 403: "Not allowed for this caller.", 409: "Conflict."}
 _METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,6 +99,19 @@ def _transient(
     return handler
 
 
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    """A full data volume answers 507 with Retry-After (an upload's writers remove their partial
+    files, and no file of the request is accepted); any other OS error is an internal error."""
+    assert isinstance(exc, OSError)
+    if exc.errno not in _NO_SPACE:
+        return await _unhandled(request, exc)
+    log.warning("data volume full", extra={"error": str(exc)[:200]})
+    message = "the server's storage is full; the request was not carried out, retry later"
+    return _response(507, "insufficient_storage", message, headers={"Retry-After": "30"})
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
 #: A lost or refused database connection (restart, failover, full disk).
 _database_down = _transient("database unavailable", "the metadata store is unavailable; retry shortly", 5)
 #: Every pooled connection stayed checked out for db.pool_timeout_s: the server is overloaded.
@@ -116,4 +130,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -7,6 +7,7 @@ file that is renamed into place, so a reader never sees half a blob.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -73,7 +74,9 @@ class BlobWriter:
         self.file.write(chunk)
 
     def abort(self) -> None:
-        self.file.close()
+        # On a full disk, closing flushes the buffer and fails again: the file goes regardless.
+        with contextlib.suppress(OSError):
+            self.file.close()
         self.path.unlink(missing_ok=True)
 
     def commit(self) -> BlobRef:

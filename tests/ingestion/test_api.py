@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from ragd.api.app import create_app
 from ragd.db.models import Role
+from ragd.ingestion.blob_store import BlobWriter
 from tests.conftest import make_settings
 from tests.fixtures.auth import Actor, AuthFactory
 from tests.fixtures.jobs import wait_job
@@ -102,6 +104,30 @@ def test_mixed_upload_gives_per_file_results(client: TestClient, editor: Actor, 
 
     assert client.delete(f"/v1/documents/{doc_id}", headers=editor.headers).status_code == 204
     assert client.get(f"/v1/documents/{doc_id}", headers=editor.headers).status_code == 404
+
+
+def test_a_full_data_volume_answers_507_and_stores_nothing(
+    client: TestClient, editor: Actor, coll: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = BlobWriter.write
+    seen: list[BlobWriter] = []
+
+    def full_after_first_chunk(self: BlobWriter, chunk: bytes) -> None:
+        seen.append(self)
+        if len(seen) > 1:  # the disk fills up partway through the file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, chunk)
+
+    monkeypatch.setattr(BlobWriter, "write", full_after_first_chunk)
+    big = samples.TEXT * (MAX_FILE // len(samples.TEXT) // 2)  # several body chunks
+    r = post(client, editor, coll, [("ocean.txt", big), ("cooking.md", samples.MARKDOWN)])
+    assert r.status_code == 507, r.text
+    err = r.json()["error"]
+    assert err["code"] == "insufficient_storage" and err["request_id"] and r.headers["Retry-After"] == "30"
+    assert seen and not any(w.path.exists() for w in seen)  # no partial file left behind
+    monkeypatch.setattr(BlobWriter, "write", write)  # space is back: the same upload goes through
+    r = post(client, editor, coll, [("ocean-again.txt", big)])
+    assert r.status_code == 202 and r.json()["files"][0]["status"] == "queued", r.text
 
 
 def test_requests_without_an_acceptable_file_are_4xx(client: TestClient, editor: Actor, coll: str) -> None:
