@@ -99,6 +99,10 @@ def _transient(
     return handler
 
 
+#: A full data volume or an exhausted disk quota.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
 async def _os_error(request: Request, exc: Exception) -> JSONResponse:
     """A full data volume answers 507 with Retry-After (an upload's writers remove their partial
     files, and no file of the request is accepted); any other OS error is an internal error."""
@@ -109,8 +113,6 @@ async def _os_error(request: Request, exc: Exception) -> JSONResponse:
     message = "the server's storage is full; the request was not carried out, retry later"
     return _response(507, "insufficient_storage", message, headers={"Retry-After": "30"})
 
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 #: A lost or refused database connection (restart, failover, full disk).
 _database_down = _transient("database unavailable", "the metadata store is unavailable; retry shortly", 5)
