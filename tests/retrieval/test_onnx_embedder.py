@@ -16,7 +16,15 @@ import pytest
 from ragd.errors import ConfigError
 from ragd.llm_serving.model_files import minilm_dir
 from ragd.retrieval.embedder import BULK_BATCH_SIZE, background_work, bulk_embedding
-from ragd.retrieval.onnx_embedder import BF16_MIN_TOKENS, Bf16Forward, OnnxEmbedder, export_onnx
+from ragd.retrieval.onnx_embedder import (
+    BF16_MIN_TOKENS,
+    BF16_ROWS,
+    BF16_TOKEN_STEP,
+    Bf16Forward,
+    OnnxEmbedder,
+    _mean_pool,
+    export_onnx,
+)
 from ragd.retrieval.registry import build_embedder
 from tests.conftest import make_settings
 
@@ -119,6 +127,39 @@ def test_bf16_runs_big_passes_with_the_fp32_vectors_and_leaves_queries_to_onnxru
     background = embed_in_background_past_the_gate(bf16, long)
     assert shapes and all(rows == BULK_BATCH_SIZE for rows, _ in shapes)
     assert np.min(np.sum(background * fp32.embed_documents(long), axis=1)) > 0.9995
+
+
+def test_bf16_passes_run_on_a_small_grid_of_shapes_with_the_same_vectors() -> None:
+    """torch keeps native memory for every input shape it runs (about 1 MB each, never freed), so
+    the bf16 path pads each pass to a grid: many shapes in, few run, each text's vectors as before."""
+    import torch
+    from transformers import AutoTokenizer
+
+    forward = Bf16Forward(minilm_dir())
+    calls: list[tuple[int, int]] = []
+    forward._model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: calls.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    ran = set()
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    words = "vitamin collagen synthesis deficiency scurvy protein cell membrane receptor gene".split()
+    texts = [" ".join(words[(r + i) % len(words)] for i in range(40 + 20 * r)) for r in range(13)]
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="np")
+    full = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    # 22 shapes: 20 that fall in one cell of the grid, the smallest pass and the largest.
+    given = [(r, t) for r in (5, 6) for t in range(33, 43)] + [(1, 3), (13, 256)]
+    for rows, tokens in given:
+        feed = {k: v[:rows, :tokens] for k, v in full.items()}
+        hidden = forward(feed)
+        ran.add(calls[-1])
+        assert hidden.shape == (rows, tokens, 384)
+        with torch.inference_mode():
+            exact = forward._model(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state
+        mask = feed["attention_mask"]
+        cos = np.sum(_mean_pool(hidden, mask) * _mean_pool(exact.numpy(), mask), axis=1)
+        assert np.all(cos > 0.9995), (rows, tokens, cos)
+    assert all(r in BF16_ROWS and t % BF16_TOKEN_STEP == 0 for r, t in ran)
+    assert len(ran) == 3
 
 
 def test_bf16_that_disagrees_with_fp32_is_not_used(
