@@ -436,7 +436,16 @@ def _parse_env(text: str) -> tuple[str, str]:
 
 
 def _parse_rates(text: str) -> dict[str, float]:
-    return {k: float(v) for k, v in (p.split("=") for p in text.split(",") if p)}
+    """``search=2,chat=0.1`` as a dict; checked when the command line is read, before a server
+    starts, so a typo costs no start-up."""
+    bad = argparse.ArgumentTypeError(f"want CLASS=RATE,... with rates above 0, not {text!r}")
+    try:
+        rates = {k.strip(): float(v) for k, v in (p.split("=") for p in text.split(",") if p)}
+    except ValueError:
+        raise bad from None
+    if any(not k or not r > 0 for k, r in rates.items()):  # `not r > 0` also refuses nan
+        raise bad
+    return rates
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -462,7 +471,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"skipped classes: {report['skipped_classes']}",
                 flush=True,
             )
-            rates = _parse_rates(args.rates) if args.rates else {}
+            rates = dict(args.rates)
             if args.command in ("ramp", "all"):
                 report["ramp"] = await ramp(live, args)
                 # A class that misses its objective even with one user soaks at that user's rate.
@@ -525,6 +534,7 @@ def cli() -> None:
     )
     p.add_argument(
         "--rates",
+        type=_parse_rates,
         default="",
         help="Soak at exactly these rates per class (no fraction), e.g. search=2,chat=0.1,upload=0.5.",
     )
