@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.reliability.harness import Live, live_ragd
 from bench.reliability.scenarios import SCENARIOS, FaultResult
 from bench.reliability.stats import ClassStats, ResourceSampler, stage_breakdown, summarize
+from bench.reliability.traffic import ALL_CLASSES
 
 #: Users per step of the ramp, per class.
 LEVELS = {"search": [1, 2, 4, 8, 16, 32], "chat": [1, 2, 4], "chat_stream": [1, 2, 4], "upload": [1, 2, 4]}
@@ -121,8 +122,11 @@ async def ramp(live: Live, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-#: Fractions of each class's solo sustainable rate tried together, smallest first.
+#: Fractions of each class's solo sustainable rate tried together, smallest first...
 MIX_FRACTIONS = (0.15, 0.3, 0.45, 0.6, 0.8)
+#: ...and, when the first of them already breaks an objective, these, largest first, until one
+#: holds (session 18's scale-out mix broke at x0.15 and the soak then ran at an unproven rate).
+MIX_FALLBACK_FRACTIONS = (0.1, 0.06, 0.03)
 #: A mixed step lasts until its rarest class has had about this many requests, so a chat class's
 #: nearest-rank p95 is the second slowest of 20 answers (a fixed 40 s step held 1-3 chats, and
 #: their "p95" was the slowest of them)...
@@ -139,11 +143,14 @@ def mix_step_s(rates: dict[str, float], floor_s: float) -> float:
 
 
 async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
-    """Every class at once, at a growing fraction of its solo rate, until an objective breaks."""
+    """Every class at once, at a growing fraction of its solo rate, until an objective breaks
+    (stepping down through :data:`MIX_FALLBACK_FRACTIONS` when the smallest already does)."""
     objectives = _objectives(args)
     steps = []
     best: dict[str, Any] | None = None
-    for fraction in MIX_FRACTIONS:
+    fractions = list(MIX_FRACTIONS)
+    while fractions:
+        fraction = fractions.pop(0)
         rates = {c: round(r * fraction, 3) for c, r in solo.items()}
         duration_s = mix_step_s(rates, args.step_s * 2)
         t0 = live.rec.now()
@@ -178,11 +185,17 @@ async def mixed_ramp(live: Live, solo: dict[str, float], args: argparse.Namespac
             + (f" BREAKS ({', '.join(failing)})" if failing else " ok"),
             flush=True,
         )
-        if failing:
-            break
-        best = step
         if "upload" in rates:
             await _drain_quietly(live)  # the next step starts with no ingestion backlog
+        if not failing:
+            best = step
+            if fraction < MIX_FRACTIONS[0]:
+                break  # stepping down: the first fraction that holds is the answer
+        elif best is None:
+            # Nothing has held yet: step down (an empty list ends the ramp with none sustainable).
+            fractions = [f for f in MIX_FALLBACK_FRACTIONS if f < fraction][:1]
+        else:
+            break
     return {"steps": steps, "sustainable": best}
 
 
@@ -445,6 +458,10 @@ def _parse_rates(text: str) -> dict[str, float]:
         raise bad from None
     if any(not k or not r > 0 for k, r in rates.items()):  # `not r > 0` also refuses nan
         raise bad
+    unknown = sorted(set(rates) - set(ALL_CLASSES))
+    if unknown:
+        # The traffic runner skips a class it does not know, so a typo would soak without it.
+        raise argparse.ArgumentTypeError(f"unknown classes {unknown}; known: {', '.join(ALL_CLASSES)}")
     return rates
 
 
