@@ -28,6 +28,7 @@ from ragd.ingestion.job_queue import (
     InProcessJobQueue,
     JobHandler,
     claim_job,
+    release_dead_leases,
     run_claimed_job,
     worker_identity,
 )
@@ -197,6 +198,22 @@ class CeleryJobQueue:
             self._stopping.wait(self._settings.queue.dispatch_interval_s)
 
 
+def _resend_jobs_of_dead_workers(app: Celery, settings: Settings) -> None:
+    """A worker restarted on the machine where its predecessor died sends that one's jobs again
+    at once (their messages wait for the broker's visibility timeout, the dispatcher for the
+    lease to expire)."""
+    from ragd.db.engine import build_engine
+
+    engine = build_engine(settings)
+    try:
+        for job_id in release_dead_leases(engine, [INGEST]):
+            app.send_task(TASK_NAME, args=[job_id])
+    except Exception as exc:  # noqa: BLE001 - the database or broker is down: the leases expire
+        log.warning("re-sending the jobs of dead workers failed", extra={"error": repr(exc)})
+    finally:
+        engine.dispose()
+
+
 def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> None:
     """Run a Celery worker for ingestion jobs in this process (blocks)."""
     app = make_celery(settings)
@@ -208,6 +225,7 @@ def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> 
     # runs below the server's requests when both share a machine.
     if settings.queue.worker_nice and hasattr(os, "nice"):
         os.nice(settings.queue.worker_nice)
+    _resend_jobs_of_dead_workers(app, settings)
     app.worker_main(
         [
             "worker",

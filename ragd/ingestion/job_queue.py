@@ -4,7 +4,10 @@ A job is claimed with a conditional UPDATE (optimistic, works on SQLite and Post
 under a lease that its progress reports renew, and is retried with exponential backoff until
 ``max_attempts``; then it is ``failed`` with its error kept. A job whose worker died is claimed
 again once its lease has expired, and a restarted server simply finds its queued rows again, so
-nothing accepted is ever lost. Running a job twice must be harmless: handlers are idempotent.
+nothing accepted is ever lost. A worker that starts on the machine where the holder died does not
+wait for the lease: it sees that the holder's process is gone (:func:`release_dead_leases`). A job
+whose worker dies on every attempt (a document that crashes the process) ends ``failed`` instead
+of running forever. Running a job twice must be harmless: handlers are idempotent.
 
 :class:`InProcessJobQueue` is the embedded default (a thread pool inside the server). The Celery
 backend (scale-out) reuses :func:`claim_job` and :func:`run_claimed_job`, so both run the very
@@ -13,13 +16,18 @@ same job function.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import os
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Engine, or_, update
@@ -107,8 +115,103 @@ class JobQueue(Protocol):
 
 
 def worker_identity() -> str:
-    """A worker id unique to this host, process and thread."""
-    return f"{socket.gethostname()}:{threading.get_native_id()}"
+    """A worker id unique to this host, process and thread: ``host:node:pid:thread``.
+
+    The node names the kernel boot and pid namespace the process runs in, so another process can
+    tell whether the holder of a lease is still alive (:func:`holder_is_dead`).
+    """
+    return f"{socket.gethostname()}:{_pid_node()}:{os.getpid()}:{threading.get_native_id()}"
+
+
+@functools.cache
+def _pid_node() -> str:
+    """8 hex digits naming this boot and pid namespace ("" where Linux's /proc cannot tell).
+
+    A hostname alone is not enough: two containers on the host network share it but not their
+    pids, and cloned machines may share a name; a pid is only meaningful inside one namespace.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}:{namespace}".encode()).hexdigest()[:8]
+
+
+def holder_is_dead(owner: str) -> bool:
+    """Whether the worker id ``owner`` names a process of this machine's pid namespace that has
+    exited. False whenever that cannot be known for sure: another machine or namespace, an id of
+    another form, this very process, or a pid that some live process holds now."""
+    parts = owner.rsplit(":", 4)[-4:]  # a prefix such as "celery:" may come first
+    if len(parts) != 4 or sys.platform != "linux":
+        return False
+    host, node, pid_text, _thread = parts
+    if not node or node != _pid_node() or host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    try:
+        # A killed child its parent has not reaped yet is a zombie: it holds nothing any more.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # exited between the two looks
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def _worker_lost(attempts: int) -> str:
+    """The error of a job whose worker stopped on every attempt."""
+    which = "its only attempt" if attempts == 1 else f"each of its {attempts} attempts"
+    return (
+        f"WorkerLost: the worker running this job stopped without recording an outcome on {which} "
+        "(a crash, an out-of-memory kill, a lost machine, or a run longer than its lease); retry it "
+        "once the cause is fixed"
+    )
+
+
+def release_dead_leases(engine: Engine, kinds: Collection[str] | None = None) -> list[str]:
+    """Hand back the running jobs whose lease holder was a process of this machine that has
+    exited (a crashed server or worker, now restarted), so they run again at once instead of
+    when their lease expires; a job that has used all its attempts is ``failed`` instead.
+    Returns the ids handed back to the queue."""
+    query = select(Job.id, Job.lease_owner, Job.attempts, Job.max_attempts).where(
+        (col(Job.status) == JobStatus.running) & col(Job.lease_owner).is_not(None)
+    )
+    if kinds is not None:
+        query = query.where(col(Job.kind).in_(list(kinds)))
+    with Session(engine) as session:
+        rows = list(session.exec(query))
+    released: list[str] = []
+    for job_id, owner, attempts, max_attempts in rows:
+        if owner is None or not holder_is_dead(owner):
+            continue
+        now = utcnow()
+        values: dict[str, object] = (
+            {"status": JobStatus.queued, "not_before": None}
+            if attempts < max_attempts
+            else {"status": JobStatus.failed, "step": "failed", "error": _worker_lost(attempts)}
+        )
+        with engine.begin() as conn:
+            res = conn.execute(
+                update(Job)
+                .where((col(Job.id) == job_id) & (col(Job.lease_owner) == owner))
+                .where(col(Job.status) == JobStatus.running)
+                .values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+            )
+        if res.rowcount == 1:
+            log.warning(
+                "job's worker died; handed back" if attempts < max_attempts else "job's worker died; failed",
+                extra={"job_id": job_id, "lease_owner": owner, "attempts": attempts},
+            )
+            if attempts < max_attempts:
+                released.append(job_id)
+    return released
 
 
 def claim_job(
@@ -128,18 +231,39 @@ def claim_job(
     )
     if kinds is not None:
         claimable = claimable & col(Job.kind).in_(list(kinds))
+    # A job whose lease expired with every attempt used had its worker die each time: it is
+    # failed, not run again (a document that kills the worker would otherwise loop forever).
+    exhausted = (
+        (col(Job.status) == JobStatus.running)
+        & (col(Job.lease_expires_at) < now)
+        & (col(Job.attempts) >= col(Job.max_attempts))
+    )
+    query = select(Job.id, Job.attempts, exhausted).where(claimable)
+    query = query.where(col(Job.id) == job_id) if job_id is not None else query
     with Session(engine) as session:
-        if job_id is not None:
-            candidates = [job_id]
-        else:
-            query = select(Job.id).where(claimable).order_by(col(Job.created_at)).limit(8)
-            candidates = list(session.exec(query))
-    for cid in candidates:
+        candidates = list(session.exec(query.order_by(col(Job.created_at)).limit(8)))
+    for cid, attempts, is_exhausted in candidates:
+        if is_exhausted:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(Job)
+                    .where((col(Job.id) == cid) & exhausted)
+                    .values(
+                        status=JobStatus.failed,
+                        step="failed",
+                        error=_worker_lost(attempts),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                )
+            log.warning("job's worker died on every attempt; failed", extra={"job_id": cid})
+            continue
         with engine.begin() as conn:
             res = conn.execute(
                 update(Job)
                 .where(col(Job.id) == cid)
-                .where(claimable)
+                .where(claimable & ~exhausted)
                 .values(
                     status=JobStatus.running,
                     lease_owner=worker_id,
@@ -283,6 +407,12 @@ class InProcessJobQueue:
 
     def start(self) -> None:
         self._stopping.clear()
+        try:
+            # Jobs a crashed predecessor of this server was running: run them now, not a lease
+            # (five minutes by default) after the restart.
+            release_dead_leases(self._engine, self._handlers.keys())
+        except Exception:  # their leases still expire: start regardless
+            log.exception("handing back the jobs of dead workers failed")
         for i in range(self._workers):
             t = threading.Thread(target=self._loop, name=f"ragd-worker-{i}", daemon=True)
             t.start()

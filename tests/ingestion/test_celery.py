@@ -123,6 +123,8 @@ def test_killed_worker_job_completes_exactly_once(tmp_path: Path) -> None:
             time.sleep(0.2)
         done = _job(engine, out.job_id)
         assert done.status == JobStatus.ready, log.read_text()[-3000:]
+        # The new worker saw its predecessor's process gone and sent the job again at once.
+        assert "job's worker died; handed back" in log.read_text()
         assert done.kind == INDEX  # embedded by a worker, written by this (index-owning) process
 
         with Session(engine) as s:

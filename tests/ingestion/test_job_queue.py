@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +21,10 @@ from ragd.ingestion.job_queue import (
     JobContext,
     PermanentJobError,
     claim_job,
+    holder_is_dead,
+    release_dead_leases,
     run_claimed_job,
+    worker_identity,
 )
 from ragd.retrieval.embedder import is_bulk_embedding, is_niced_background
 
@@ -63,6 +68,123 @@ def test_expired_lease_is_reclaimed(engine: Engine) -> None:
         )
     job = claim_job(engine, None, "w2", 60)
     assert job is not None and job.id == jid and job.attempts == 2
+
+
+def _exited_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _identity_of(pid: int) -> str:
+    """The worker id a thread of process ``pid`` on this machine would have."""
+    host, node, _, thread = worker_identity().split(":")
+    return f"{host}:{node}:{pid}:{thread}"
+
+
+def test_a_lease_holder_is_dead_only_when_this_machine_can_tell() -> None:
+    host, node, _, _ = worker_identity().split(":")
+    assert len(node) == 8 and worker_identity().split(":")[2] == str(os.getpid())
+    gone = _exited_pid()
+    assert holder_is_dead(_identity_of(gone))
+    assert holder_is_dead(f"celery:{_identity_of(gone)}")  # the prefixes other runners add
+    assert not holder_is_dead(worker_identity())  # this process
+    assert not holder_is_dead(_identity_of(1))  # alive (init, another user's on most machines)
+    assert not holder_is_dead(f"elsewhere:{node}:{gone}:1")  # another machine with our namespace
+    assert not holder_is_dead(f"{host}:0badcafe:{gone}:1")  # another pid namespace or boot
+    for unknown in (f"{host}:{gone}", "w1", "", ":::", f"{host}:{node}:x:1"):
+        assert not holder_is_dead(unknown)  # ids of the old form or of tests: wait for the lease
+
+    # Killed but not yet reaped by its parent: a zombie holds nothing.
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        assert not holder_is_dead(_identity_of(proc.pid))
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not holder_is_dead(_identity_of(proc.pid)):
+            time.sleep(0.02)
+        assert holder_is_dead(_identity_of(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _lease(engine: Engine, worker: str, *, attempts_left: int = 2, lease_s: float = 300) -> str:
+    """A job running under ``worker``'s unexpired lease, with ``attempts_left`` attempts to go."""
+    jid = add_job(engine, max_attempts=1 + attempts_left)
+    assert claim_job(engine, jid, worker, lease_s) is not None
+    return jid
+
+
+def test_jobs_of_a_dead_worker_of_this_machine_are_handed_back_at_once(engine: Engine) -> None:
+    gone = _identity_of(_exited_pid())
+    dead = _lease(engine, gone)
+    dead_celery = _lease(engine, f"celery:{gone}")
+    dead_out_of_attempts = _lease(engine, gone, attempts_left=0)
+    alive = _lease(engine, worker_identity())
+    elsewhere = _lease(engine, "elsewhere:0badcafe:1234:1")
+    old_form = _lease(engine, "myhost:1234")
+    other_kind = add_job(engine, kind="other")
+    assert claim_job(engine, other_kind, gone, 300) is not None
+
+    assert sorted(release_dead_leases(engine, kinds=["t"])) == sorted([dead, dead_celery])
+    for jid in (dead, dead_celery):
+        job = get(engine, jid)
+        assert (job.status, job.lease_owner, job.not_before, job.attempts) == (
+            JobStatus.queued,
+            None,
+            None,
+            1,
+        )
+    failed = get(engine, dead_out_of_attempts)
+    assert failed.status == JobStatus.failed and failed.lease_owner is None
+    assert (
+        failed.error is not None
+        and failed.error.startswith("WorkerLost:")
+        and "its only attempt" in failed.error
+    )
+    for jid, owner in (
+        (alive, worker_identity()),
+        (elsewhere, "elsewhere:0badcafe:1234:1"),
+        (other_kind, gone),
+    ):
+        assert (get(engine, jid).status, get(engine, jid).lease_owner) == (JobStatus.running, owner)
+    assert get(engine, old_form).status == JobStatus.running
+    # Handed back jobs are due now, and count the dead worker's run as an attempt.
+    job = claim_job(engine, None, "w2", 60, kinds=["t"])
+    assert job is not None and job.id in (dead, dead_celery) and job.attempts == 2
+    assert release_dead_leases(engine) == [other_kind]  # no kinds: any
+
+
+def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(engine: Engine) -> None:
+    """A document that kills its worker each time (here: leases that expire) is not re-run forever."""
+    jid = add_job(engine, max_attempts=2)
+    for attempt in (1, 2):
+        job = claim_job(engine, None, f"crashing-{attempt}", 60)
+        assert job is not None and job.attempts == attempt
+        with engine.begin() as conn:
+            conn.execute(
+                update(Job).where(col(Job.id) == jid).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+    assert claim_job(engine, None, "w3", 60) is None
+    job = get(engine, jid)
+    assert (job.status, job.step, job.lease_owner) == (JobStatus.failed, "failed", None)
+    assert job.error is not None and "each of its 2 attempts" in job.error
+    assert claim_job(engine, jid, "w3", 60) is None  # by id too (Celery's path)
+
+
+def test_a_restarted_pool_runs_its_dead_predecessors_job_without_waiting_for_the_lease(
+    engine: Engine,
+) -> None:
+    jid = _lease(engine, _identity_of(_exited_pid()), lease_s=3600)
+    ran = threading.Event()
+    queue = InProcessJobQueue(engine, {"t": lambda ctx: ran.set()}, poll_s=0.05)
+    queue.start()
+    try:
+        assert ran.wait(30)
+    finally:
+        queue.stop()
+    assert get(engine, jid).status == JobStatus.ready
 
 
 def test_success_progress_and_lease_renewal(engine: Engine) -> None:
