@@ -140,7 +140,7 @@ def _big_document(live: Live, tenant: str, n: int = 40) -> tuple[str, bytes]:
 # --- scenarios ---------------------------------------------------------------------------------
 
 
-async def kill_worker_mid_document(live: Live, timeout_s: float = 300.0, abstracts: int = 40) -> FaultResult:
+async def kill_worker_mid_document(live: Live, timeout_s: float = 900.0, abstracts: int = 40) -> FaultResult:
     """SIGKILL the process running an ingestion job mid-document: a ``ragd worker`` (Celery), or
     ``ragd serve`` itself in the embedded default (its in-process pool); a supervisor starts a new
     one at once. The job must finish ``ready`` exactly once."""
@@ -178,6 +178,9 @@ async def kill_worker_mid_document(live: Live, timeout_s: float = 300.0, abstrac
             live.rec.server_down = True
             await asyncio.to_thread(live.ragd.restart_server)
             live.rec.server_down = False
+            res.notes.append(
+                f"the server answered again {live.rec.now() - marks['kill']:.2f} s after the kill"
+            )
         state = await _job_terminal(live, job, timeout_s)
         marks["ready"] = live.rec.now()
         res.recovery_s = round(marks["ready"] - marks["kill"], 2) if state == "ready" else None
@@ -234,7 +237,7 @@ async def restart_redis(live: Live, timeout_s: float = 180.0) -> FaultResult:
     return await _finish(live, res, t0, t1, (marks.get("fault", t0), marks.get("end", t1)))
 
 
-async def fill_volume(live: Live, hold_s: float = 10.0, timeout_s: float = 120.0) -> FaultResult:
+async def fill_volume(live: Live, hold_s: float = 10.0, timeout_s: float = 600.0) -> FaultResult:
     """Fill the data volume (a tmpfs of a few MB) to the last byte, hold, then free it."""
     res = FaultResult("data volume full", live.ragd.deployment.name)
     if live.volume is None:
@@ -253,7 +256,11 @@ async def fill_volume(live: Live, hold_s: float = 10.0, timeout_s: float = 120.0
         await asyncio.sleep(hold_s)
         vol.free()
         marks["restored"] = live.rec.now()
-        took = await _until(lambda: _upload_ready(live, next(iter(live.traffic.keys)), 60), timeout_s, 1.0)
+        # A wait as long as the whole timeout: on a slow machine under this traffic, ingestion
+        # (nice 19) gets a small share of the cores and one upload can take minutes.
+        took = await _until(
+            lambda: _upload_ready(live, next(iter(live.traffic.keys)), timeout_s), timeout_s, 1.0
+        )
         res.recovery_s = None if took is None else round(live.rec.now() - marks["restored"], 2)
         marks["end"] = live.rec.now()
 
