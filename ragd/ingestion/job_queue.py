@@ -165,14 +165,15 @@ def holder_is_dead(owner: str) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
-def _worker_lost(attempts: int) -> str:
-    """The error of a job whose worker stopped on every attempt."""
+def _worker_lost(attempts: int) -> dict[str, object]:
+    """The row values of a job failed because its worker stopped on every attempt."""
     which = "its only attempt" if attempts == 1 else f"each of its {attempts} attempts"
-    return (
+    error = (
         f"WorkerLost: the worker running this job stopped without recording an outcome on {which} "
         "(a crash, an out-of-memory kill, a lost machine, or a run longer than its lease); retry it "
         "once the cause is fixed"
     )
+    return {"status": JobStatus.failed, "step": "failed", "error": error}
 
 
 def release_dead_leases(engine: Engine, kinds: Collection[str] | None = None) -> list[str]:
@@ -191,25 +192,21 @@ def release_dead_leases(engine: Engine, kinds: Collection[str] | None = None) ->
     for job_id, owner, attempts, max_attempts in rows:
         if owner is None or not holder_is_dead(owner):
             continue
-        now = utcnow()
-        values: dict[str, object] = (
-            {"status": JobStatus.queued, "not_before": None}
-            if attempts < max_attempts
-            else {"status": JobStatus.failed, "step": "failed", "error": _worker_lost(attempts)}
-        )
+        retry = attempts < max_attempts
+        values = {"status": JobStatus.queued, "not_before": None} if retry else _worker_lost(attempts)
         with engine.begin() as conn:
             res = conn.execute(
                 update(Job)
                 .where((col(Job.id) == job_id) & (col(Job.lease_owner) == owner))
                 .where(col(Job.status) == JobStatus.running)
-                .values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+                .values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)
             )
         if res.rowcount == 1:
             log.warning(
-                "job's worker died; handed back" if attempts < max_attempts else "job's worker died; failed",
+                "job's worker died; handed back" if retry else "job's worker died; failed",
                 extra={"job_id": job_id, "lease_owner": owner, "attempts": attempts},
             )
-            if attempts < max_attempts:
+            if retry:
                 released.append(job_id)
     return released
 
@@ -248,14 +245,7 @@ def claim_job(
                 conn.execute(
                     update(Job)
                     .where((col(Job.id) == cid) & exhausted)
-                    .values(
-                        status=JobStatus.failed,
-                        step="failed",
-                        error=_worker_lost(attempts),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        updated_at=now,
-                    )
+                    .values(lease_owner=None, lease_expires_at=None, updated_at=now, **_worker_lost(attempts))
                 )
             log.warning("job's worker died on every attempt; failed", extra={"job_id": cid})
             continue
