@@ -180,6 +180,11 @@ class CeleryJobQueue:
             ids = list(s.exec(select(Job.id).where(col(Job.kind) == INGEST).where(due).limit(1000)))
         sent = 0
         horizon = time.monotonic() - self._settings.queue.lease_s
+        # Forget sends older than a lease: they no longer hold a job back, and a long-running
+        # server would otherwise keep one entry per job it ever sent.
+        for job_id, at in list(self._sent.items()):  # a copy: request threads add entries meanwhile
+            if at < horizon:
+                self._sent.pop(job_id, None)
         for job_id in ids:
             # Sent within a lease: its message is still queued (or its worker is still alive).
             if self._sent.get(job_id, float("-inf")) < horizon:

@@ -385,3 +385,37 @@ def test_due_jobs_of_the_batched_kind_run_together(engine: Engine) -> None:
     assert all(get(engine, j).status == JobStatus.ready for j in [*batched, alone])
     assert sorted(set(ran)) == sorted([*batched, alone]) and len(ran) == len(batched) + 1  # each once
     assert max(len(b) for b in batches) == 4 and alone not in {j for b in batches for j in b}
+
+
+@pytest.mark.redis
+def test_the_celery_dispatcher_resends_after_a_lease_and_forgets_old_sends(
+    engine: Engine, db_settings: Settings
+) -> None:
+    import redis
+
+    from ragd.ingestion.celery_app import CeleryJobQueue
+    from ragd.ingestion.pipeline import INGEST
+
+    url = "redis://127.0.0.1:6379/13"
+    redis.Redis.from_url(url).flushdb()
+    queue_settings = db_settings.queue.model_copy(
+        update={"backend": "celery", "redis_url": url, "lease_s": 0.3}
+    )
+    q = CeleryJobQueue(db_settings.model_copy(update={"queue": queue_settings}), engine, {})
+    try:
+        waiting, done = add_job(engine, kind=INGEST), add_job(engine, kind=INGEST)
+        q.submit(waiting)
+        q.submit(done)
+        with engine.begin() as conn:
+            conn.execute(update(Job).where(col(Job.id) == done).values(status=JobStatus.ready))
+        assert q.dispatch_due() == 0  # both were sent within a lease
+        time.sleep(0.4)
+        assert q.dispatch_due() == 1  # the queued one again; the finished one never
+        assert redis.Redis.from_url(url).llen("ragd.ingest") == 3
+        time.sleep(0.4)
+        q.dispatch_due()
+        # Only sends younger than a lease are remembered: a server up for months keeps no entry
+        # per job it ever sent.
+        assert set(q._sent) == {waiting}
+    finally:
+        redis.Redis.from_url(url).flushdb()
