@@ -186,8 +186,8 @@ class CeleryJobQueue:
             if at < horizon:
                 self._sent.pop(job_id, None)
         for job_id in ids:
-            # Sent within a lease: its message is still queued (or its worker is still alive).
-            if self._sent.get(job_id, float("-inf")) < horizon:
+            # Remembered means sent within a lease: its message is still queued (or its worker alive).
+            if job_id not in self._sent:
                 self.submit(job_id)
                 sent += 1
         return sent
