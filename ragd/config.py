@@ -418,6 +418,26 @@ class EvalSettings(BaseModel):
         return self
 
 
+class MemorySettings(BaseModel):
+    """The C allocator of ragd's long-running processes (``ragd serve``, ``ragd worker``; glibc only)."""
+
+    malloc_arena_max: int | None = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="glibc malloc arenas (M_ARENA_MAX); empty: glibc's own, 8 per core. Each thread "
+        "that allocates may get an arena of its own, whose free pages stay in the process.",
+    )
+    malloc_mmap_threshold_bytes: int | None = Field(
+        default=1024 * 1024,
+        ge=128 * 1024,
+        le=32 * MB,
+        description="Allocations at least this big are mapped and unmapped on their own "
+        "(M_MMAP_THRESHOLD); empty: glibc's sliding threshold, which keeps tensors and arrays of up to "
+        "32 MB on the heap after they are freed.",
+    )
+
+
 class Settings(BaseSettings):
     """ragd's configuration root."""
 
@@ -444,6 +464,7 @@ class Settings(BaseSettings):
     guardrails: GuardrailsSettings = Field(default_factory=GuardrailsSettings, description="Guards.")
     evals: EvalSettings = Field(default_factory=EvalSettings, description="Evaluation.")
     agents: AgentSettings = Field(default_factory=AgentSettings, description="Chat agent.")
+    memory: MemorySettings = Field(default_factory=MemorySettings, description="C allocator.")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -199,10 +199,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Celery ingestion worker (RAGD_QUEUE__BACKEND=celery, broker RAGD_QUEUE__REDIS_URL)."""
+    from ragd.allocator import tune_allocator
     from ragd.ingestion.celery_app import run_worker
     from ragd.log_config import configure_logging
 
     settings = load_settings()
+    tune_allocator(settings.memory)  # before any thread starts (see ragd.allocator)
     configure_logging(settings.log_level, settings.log_json)
     if settings.queue.backend != "celery":
         fail("RAGD_QUEUE__BACKEND is 'inprocess': the server runs jobs itself; set it to 'celery'")

@@ -16,12 +16,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Bind port (default RAGD_API__PORT).")] = None,
 ) -> None:
     """Serve the HTTP API with the configured backends."""
+    from ragd.allocator import tune_allocator
     from ragd.log_config import configure_logging
     from ragd.preflight import preflight
 
     # Settings and preflight first: a bad setting fails in about a second, before the app's
     # heavy imports (torch, LangChain, unstructured) are paid.
     settings = load_settings()
+    tune_allocator(settings.memory)  # before any thread starts (see ragd.allocator)
     configure_logging(settings.log_level, settings.log_json)
     try:
         preflight(settings)

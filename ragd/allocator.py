@@ -1,0 +1,57 @@
+"""The C allocator's settings for ragd's long-running processes (glibc's malloc only).
+
+Why: the server's native memory (onnxruntime, torch, numpy, llama.cpp, libpq) comes from glibc's
+malloc, whose defaults suit short programs. Two of them made a long-running ragd's resident
+memory drift and swing by hundreds of MB in the reliability soak (``bench/load.py soak``):
+
+- **Arenas**: up to 8 per core, one per thread that allocates while another holds the lock.
+  The server's request, encoder, model and job threads spread their frees over many arenas,
+  whose free pages stay in the process.
+- **The sliding mmap threshold**: a freed mapping raises the threshold (up to 32 MB), so from
+  then on the encoder's activations and numpy arrays of that size come from the heap, where
+  freeing them rarely gives the pages back.
+
+:func:`tune_allocator` sets both through ``mallopt`` before the process starts its threads.
+A ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment is the operator's
+choice: glibc has already read it, and ragd leaves that knob alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import platform
+
+from ragd.config import MemorySettings
+
+log = logging.getLogger(__name__)
+
+# <malloc.h>
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+
+def tune_allocator(settings: MemorySettings) -> dict[str, int]:
+    """Apply ``settings`` to this process's malloc; return the knobs set (empty off glibc).
+
+    Call it first thing in a process's main thread: an arena limit cannot take back arenas that
+    threads already made.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return {}
+    wanted = {
+        "MALLOC_ARENA_MAX": (M_ARENA_MAX, settings.malloc_arena_max),
+        "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, settings.malloc_mmap_threshold_bytes),
+    }
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    applied: dict[str, int] = {}
+    for env_name, (param, value) in wanted.items():
+        if value is None or env_name in os.environ:
+            continue
+        if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
+            applied[env_name] = value
+        else:  # mallopt returns 0 on error and sets no errno; keep going with glibc's default
+            log.warning("mallopt refused a setting", extra={"setting": env_name, "value": value})
+    return applied
