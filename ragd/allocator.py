@@ -12,8 +12,9 @@ memory drift and swing by hundreds of MB in the reliability soak (``bench/load.p
   freeing them rarely gives the pages back.
 
 :func:`tune_allocator` sets both through ``mallopt`` before the process starts its threads.
-A ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment is the operator's
-choice: glibc has already read it, and ragd leaves that knob alone.
+A ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment (or the same knob in
+``GLIBC_TUNABLES``) is the operator's choice: glibc has already read it, and ragd leaves that knob
+alone.
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ def tune_allocator(settings: MemorySettings) -> dict[str, int]:
     if platform.libc_ver()[0] != "glibc":
         return {}
     wanted = {
-        "MALLOC_ARENA_MAX": (M_ARENA_MAX, settings.malloc_arena_max),
-        "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, settings.malloc_mmap_threshold_bytes),
+        "MALLOC_ARENA_MAX": (M_ARENA_MAX, "glibc.malloc.arena_max", settings.malloc_arena_max),
+        "MALLOC_MMAP_THRESHOLD_": (
+            M_MMAP_THRESHOLD,
+            "glibc.malloc.mmap_threshold",
+            settings.malloc_mmap_threshold_bytes,
+        ),
     }
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     applied: dict[str, int] = {}
-    for env_name, (param, value) in wanted.items():
-        if value is None or env_name in os.environ:
+    for env_name, (param, tunable, value) in wanted.items():
+        if value is None or env_name in os.environ or f"{tunable}=" in tunables:
             continue
         if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[env_name] = value

@@ -110,3 +110,8 @@ def test_out_of_range_settings_are_refused() -> None:
         MemorySettings(malloc_arena_max=0)
     with pytest.raises(ValidationError):
         MemorySettings(malloc_mmap_threshold_bytes=1 << 30)
+
+
+def test_an_operators_glibc_tunable_wins_too() -> None:
+    got = probe({}, env={"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"})
+    assert got["applied"] == {"MALLOC_MMAP_THRESHOLD_": 1 << 20}
