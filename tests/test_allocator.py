@@ -81,22 +81,27 @@ def probe(settings: dict[str, int | None], env: dict[str, str] | None = None) ->
     return result
 
 
-def test_the_default_settings_map_big_blocks_and_cap_the_arenas() -> None:
+def test_the_defaults_cap_the_arenas_and_keep_the_sliding_threshold() -> None:
     got = probe({})
+    assert got["applied"] == {"MALLOC_ARENA_MAX": 2}
+    assert got["heaps"] <= 2
+    assert got["mapped"] == 0  # after a 4 MB free, a 2 MB block comes from the heap (glibc's way)
+
+
+def test_a_fixed_threshold_maps_big_blocks() -> None:
+    got = probe({"malloc_mmap_threshold_bytes": 1 << 20})
     assert got["applied"] == {"MALLOC_ARENA_MAX": 2, "MALLOC_MMAP_THRESHOLD_": 1 << 20}
     assert got["mapped"] == 1  # 2 MB is over the fixed 1 MB threshold: mapped, unmapped on free
-    assert got["heaps"] <= 2
 
 
 def test_without_settings_glibc_keeps_its_sliding_threshold() -> None:
-    # The control: this is the behaviour the settings exist to change.
     got = probe({"malloc_arena_max": None, "malloc_mmap_threshold_bytes": None})
     assert got["applied"] == {}
     assert got["mapped"] == 0  # after a 4 MB free, a 2 MB block comes from the heap
 
 
 def test_an_operators_environment_wins() -> None:
-    got = probe({}, env={"MALLOC_MMAP_THRESHOLD_": str(8 << 20)})
+    got = probe({"malloc_mmap_threshold_bytes": 1 << 20}, env={"MALLOC_MMAP_THRESHOLD_": str(8 << 20)})
     assert got["applied"] == {"MALLOC_ARENA_MAX": 2}
     assert got["mapped"] == 0  # glibc read the operator's 8 MB threshold, ragd left it alone
 
@@ -113,5 +118,5 @@ def test_out_of_range_settings_are_refused() -> None:
 
 
 def test_an_operators_glibc_tunable_wins_too() -> None:
-    got = probe({}, env={"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"})
+    got = probe({"malloc_mmap_threshold_bytes": 1 << 20}, env={"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"})
     assert got["applied"] == {"MALLOC_MMAP_THRESHOLD_": 1 << 20}
