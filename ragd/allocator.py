@@ -13,10 +13,9 @@ memory drift and swing by hundreds of MB in the reliability soak (``bench/load.p
 
 :func:`tune_allocator` sets them through ``mallopt`` before the process starts its threads. By
 default only the arena cap: a fixed 1 MB threshold held about 900 MB less after the bf16 encoder
-had run every shape of its grid (253 vs 1,137 MB over 158 shapes,
-``bench/encoder_memory.py``), but it
-maps and zero-fills every big activation afresh, and those passes ran 2x slower (32 vs 17 s a
-sweep), so it is the operator's trade (``RAGD_MEMORY__MALLOC_MMAP_THRESHOLD_BYTES``).
+had run every shape of its grid (253 vs 1,137 MB over 158 shapes, ``bench/encoder_memory.py``),
+but it maps and zero-fills every big activation afresh, and those passes ran 2x slower (32 vs
+17 s a sweep), so it is the operator's trade (``RAGD_MEMORY__MALLOC_MMAP_THRESHOLD_BYTES``).
 A ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment (or the same knob in
 ``GLIBC_TUNABLES``) is the operator's choice: glibc has already read it, and ragd leaves that knob
 alone.
