@@ -1,8 +1,10 @@
 """The C allocator's settings for ragd's long-running processes (glibc's malloc only).
 
 Why: the server's native memory (onnxruntime, torch, numpy, llama.cpp, libpq) comes from glibc's
-malloc, whose defaults suit short programs. Two of them made a long-running ragd's resident
-memory drift and swing by hundreds of MB in the reliability soak (``bench/load.py soak``):
+malloc, whose defaults suit short programs. With them, a long-running ragd's resident memory
+drifted and swung by hundreds of MB in the reliability soak (``bench/load.py soak``); capping the
+arenas and fixing the mmap threshold together held it flat and about 250 MB lower (their shares
+were not measured apart):
 
 - **Arenas**: up to 8 per core, one per thread that allocates while another holds the lock.
   The server's request, encoder, model and job threads spread their frees over many arenas,
@@ -55,13 +57,13 @@ def tune_allocator(settings: MemorySettings) -> dict[str, int]:
         ),
     }
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     applied: dict[str, int] = {}
     for env_name, (param, tunable, value) in wanted.items():
         if value is None or env_name in os.environ or f"{tunable}=" in tunables:
             continue
         if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[env_name] = value
-        else:  # mallopt returns 0 on error and sets no errno; keep going with glibc's default
+        else:  # mallopt returns 0 on error (and sets no errno): glibc's default stays
             log.warning("mallopt refused a setting", extra={"setting": env_name, "value": value})
     return applied
