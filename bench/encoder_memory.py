@@ -1,12 +1,16 @@
 """Resident memory the bf16 torch encoder keeps per input shape, over its whole shape grid.
 
-    .venv/bin/python bench/encoder_memory.py [--sweeps 3]
+    .venv/bin/python bench/encoder_memory.py [--sweeps 3] [--trim]
     MALLOC_MMAP_THRESHOLD_=1048576 .venv/bin/python bench/encoder_memory.py   # the allocator A/B
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=16 .venv/bin/python bench/encoder_memory.py   # ragd's default
 
 Runs :class:`ragd.retrieval.onnx_embedder.Bf16Forward` once on every grid shape that takes the
 bf16 path (rows of ``BF16_ROWS`` x tokens in ``BF16_TOKEN_STEP`` steps up to 256, at least
 ``BF16_MIN_TOKENS``), in a shuffled order, and prints RSS growth and seconds per sweep. Later
-sweeps show whether the growth is bounded (it is, when they add nothing). Torch runs bf16 natively
+sweeps show whether the growth is bounded (it is, when they add nothing); ``--trim`` also prints
+it after one ``malloc_trim(0)``, as the server calls every minute (what stays is live, not free
+heap). This script does not apply ragd's own settings (``ragd.allocator``): the environment
+decides, so one command per setting gives the A/B. Torch runs bf16 natively
 only on CPUs with AMX or AVX512-BF16; elsewhere it runs but the figures mean little.
 """
 
@@ -31,8 +35,10 @@ def rss_mb() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweeps", type=int, default=3)
+    ap.add_argument("--trim", action="store_true", help="Also print RSS after malloc_trim(0).")
     args = ap.parse_args()
 
+    from ragd.api.heap import trim_heap
     from ragd.llm_serving.model_files import minilm_dir
     from ragd.retrieval import onnx_embedder as oe
 
@@ -44,7 +50,7 @@ def main() -> None:
         if r * t >= oe.BF16_MIN_TOKENS
     ]
     random.Random(0).shuffle(shapes)
-    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_"))}
     base = rss_mb()
     print(f"{len(shapes)} shapes, native bf16: {oe.native_bf16()}, {malloc_env or 'glibc defaults'}")
     print(f"start RSS {base:.0f} MB")
@@ -58,7 +64,11 @@ def main() -> None:
                     "token_type_ids": np.zeros((rows, tokens), np.int64),
                 }
             )
-        print(f"sweep {sweep}: RSS +{rss_mb() - base:.0f} MB, {time.perf_counter() - started:.1f} s")
+        line = f"sweep {sweep}: RSS +{rss_mb() - base:.0f} MB, {time.perf_counter() - started:.1f} s"
+        if args.trim:
+            trim_heap()
+            line += f"; after malloc_trim +{rss_mb() - base:.0f} MB"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def run_ragd(
     sys.path.insert(0, str(ROOT))
     from sqlmodel import Session, select
 
+    from ragd.allocator import tune_allocator
     from ragd.config import Settings
     from ragd.db import build_engine, migrate
     from ragd.db.models import Collection, DocumentVersion, JobStatus
@@ -89,6 +90,7 @@ def run_ragd(
     settings = Settings(  # type: ignore[arg-type]
         env="test", data_dir=tmp, log_json=False, embedding={"precision": precision, "bf16": bf16}
     )
+    tune_allocator(settings.memory)  # as `ragd ingest` and the server's processes do
     engine = build_engine(settings)
     migrate(engine)
     client = open_qdrant(settings)

@@ -441,14 +441,15 @@ async def faults(deployments: list[str], names: list[str] | None) -> list[FaultR
     return rows
 
 
-#: What ``--env`` may set besides ``RAGD_`` settings: the C allocator's knobs, for memory A/B runs.
-ALLOCATOR_ENV = ("MALLOC_", "LD_PRELOAD")
+#: What ``--env`` may set besides ``RAGD_`` settings: the C allocator's and oneDNN's knobs, for
+#: memory A/B runs.
+ALLOCATOR_ENV = ("MALLOC_", "LD_PRELOAD", "ONEDNN_")
 
 
 def _parse_env(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.startswith(("RAGD_", *ALLOCATOR_ENV)):
-        raise SystemExit(f"--env wants RAGD_NAME=value (or MALLOC_*, LD_PRELOAD), not {text!r}")
+        raise SystemExit(f"--env wants RAGD_NAME=value (or MALLOC_*, ONEDNN_*, LD_PRELOAD), not {text!r}")
     return name, value
 
 
@@ -578,8 +579,9 @@ def cli() -> None:
         default=[],
         metavar="RAGD_NAME=value",
         help="A server setting for this run (repeatable), e.g. RAGD_LLM__LLAMACPP__N_THREADS=2: "
-        "A/B runs of one setting under the same traffic. The C allocator's MALLOC_* variables and "
-        "LD_PRELOAD are accepted too (they reach ragd's processes only, not PostgreSQL or Redis).",
+        "A/B runs of one setting under the same traffic. The C allocator's MALLOC_* variables, "
+        "oneDNN's ONEDNN_* and LD_PRELOAD are accepted too (they reach ragd's processes only, not "
+        "PostgreSQL or Redis).",
     )
     args = p.parse_args()
     report = asyncio.run(main(args))

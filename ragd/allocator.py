@@ -1,4 +1,4 @@
-"""The C allocator's settings for ragd's long-running processes (glibc's malloc only).
+"""Native memory settings for ragd's long-running processes: glibc's malloc and oneDNN's cache.
 
 Why: the server's native memory (onnxruntime, torch, numpy, llama.cpp, libpq) comes from glibc's
 malloc, whose defaults suit short programs. With them, a long-running ragd's resident memory
@@ -18,9 +18,17 @@ default only the arena cap: a fixed 1 MB threshold held about 900 MB less after 
 had run every shape of its grid (253 vs 1,137 MB over 158 shapes, ``bench/encoder_memory.py``),
 but it maps and zero-fills every big activation afresh, and those passes ran 2x slower (32 vs
 17 s a sweep), so it is the operator's trade (``RAGD_MEMORY__MALLOC_MMAP_THRESHOLD_BYTES``).
-A ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment (or the same knob in
-``GLIBC_TUNABLES``) is the operator's choice: glibc has already read it, and ragd leaves that knob
-alone.
+
+- **oneDNN's primitive cache**: torch's bf16 passes (the encoder's big batches on CPUs with AMX
+  or AVX512-BF16) run oneDNN kernels, which oneDNN keeps, with their buffers, for up to 1,024
+  input shapes. Those long-lived blocks land between the passes' big activations, so the heap
+  cannot shrink past them: most of the bf16 encoder's per-shape memory was this cache and what
+  it pinned. ragd sets the cache to 16 kernels (the last two or three shapes), through the
+  environment variable oneDNN reads when torch first runs a kernel, so it must be set before.
+
+A ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` or ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` in the
+environment (or the same malloc knob in ``GLIBC_TUNABLES``) is the operator's choice: the library
+has already read it, and ragd leaves that knob alone.
 """
 
 from __future__ import annotations
@@ -38,16 +46,23 @@ log = logging.getLogger(__name__)
 # <malloc.h>
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+#: What oneDNN reads for its primitive cache size, the current name first (DNNL_ is the old one).
+ONEDNN_CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
 
 
 def tune_allocator(settings: MemorySettings) -> dict[str, int]:
-    """Apply ``settings`` to this process's malloc; return the knobs set (empty off glibc).
+    """Apply ``settings`` to this process's malloc and oneDNN; return the knobs set.
 
     Call it first thing in a process's main thread: an arena limit cannot take back arenas that
-    threads already made.
+    threads already made, and oneDNN reads its cache size once, at torch's first kernel.
     """
+    applied: dict[str, int] = {}
+    capacity = settings.onednn_primitive_cache_capacity
+    if capacity is not None and not any(name in os.environ for name in ONEDNN_CACHE_VARS):
+        os.environ[ONEDNN_CACHE_VARS[0]] = str(capacity)
+        applied[ONEDNN_CACHE_VARS[0]] = capacity
     if platform.libc_ver()[0] != "glibc":
-        return {}
+        return applied
     wanted = {
         "MALLOC_ARENA_MAX": (M_ARENA_MAX, "glibc.malloc.arena_max", settings.malloc_arena_max),
         "MALLOC_MMAP_THRESHOLD_": (
@@ -58,7 +73,6 @@ def tune_allocator(settings: MemorySettings) -> dict[str, int]:
     }
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    applied: dict[str, int] = {}
     for env_name, (param, tunable, value) in wanted.items():
         if value is None or env_name in os.environ or f"{tunable}=" in tunables:
             continue

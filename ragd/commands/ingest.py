@@ -105,6 +105,7 @@ def ingest(
     from rich.table import Table
     from sqlmodel import Session, select
 
+    from ragd.allocator import tune_allocator
     from ragd.db.engine import build_engine, check_connection, migrate
     from ragd.db.models import Collection, DocumentVersion, JobStatus
     from ragd.ingestion.components import blob_store, build_pipeline, build_service
@@ -112,6 +113,7 @@ def ingest(
     from ragd.retrieval.qdrant_connection import open_qdrant
 
     settings = load_settings()
+    tune_allocator(settings.memory)  # bulk ingestion is the encoder's heaviest user (ragd.allocator)
     if not collection.strip() or len(collection) > 128:
         fail("--collection must be 1-128 characters")
     files = list(_walk(paths))
