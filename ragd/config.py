@@ -449,6 +449,13 @@ class MemorySettings(BaseModel):
         "malloc_trim), at the same speed; empty: oneDNN's default.",
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_library_default(cls, value: object) -> object:
+        # An empty variable (RAGD_MEMORY__MALLOC_ARENA_MAX=) hands the knob back to the library,
+        # as the descriptions say; these knobs have ragd defaults, so leaving it unset cannot.
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class Settings(BaseSettings):
     """ragd's configuration root."""

@@ -195,3 +195,18 @@ def test_an_operators_kernel_cache_size_wins() -> None:
         applied, hits = onednn_probe({"onednn_primitive_cache_capacity": 0}, env={name: "1024"})
         assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in applied
         assert hits > 0  # oneDNN read the operator's 1024, ragd did not set 0
+
+
+def test_an_empty_variable_hands_a_knob_back_to_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragd.config import Settings
+
+    monkeypatch.setenv("RAGD_MEMORY__MALLOC_ARENA_MAX", "")
+    monkeypatch.setenv("RAGD_MEMORY__ONEDNN_PRIMITIVE_CACHE_CAPACITY", " ")
+    memory = Settings().memory
+    assert memory.malloc_arena_max is None
+    assert memory.onednn_primitive_cache_capacity is None
+    assert memory.malloc_mmap_threshold_bytes is None
+
+    monkeypatch.setenv("RAGD_MEMORY__MALLOC_ARENA_MAX", "abc")
+    with pytest.raises(ValueError, match="malloc_arena_max"):
+        Settings()
