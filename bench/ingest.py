@@ -215,6 +215,19 @@ def run_langchain(docs: list[dict[str, str]], queries: dict[str, str], out: Any)
     client.close()
 
 
+def _result_of(proc: Any, q: Any) -> Any:
+    """The child's report, or exit with its exit code when it died without one (a child that
+    fails, on a bad RAGD_* variable for instance, would otherwise leave this waiting forever)."""
+    import queue
+
+    while True:
+        try:
+            return q.get(timeout=5)
+        except queue.Empty:
+            if not proc.is_alive():
+                sys.exit(f"{proc.name} exited with code {proc.exitcode} before reporting")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="Only the first N abstracts.")
@@ -231,7 +244,7 @@ def main() -> None:
         q = ctx.Queue()
         proc = ctx.Process(target=target, args=(docs, *extra, queries, q) if extra else (docs, queries, q))
         proc.start()
-        results.append(q.get())
+        results.append(_result_of(proc, q))
         proc.join()
     print(f"SciFact abstracts: {len(docs)}; quality on {len(queries)} train queries (dense nDCG@10)")
     print(
