@@ -20,11 +20,12 @@ but it maps and zero-fills every big activation afresh, and those passes ran 2x 
 17 s a sweep), so it is the operator's trade (``RAGD_MEMORY__MALLOC_MMAP_THRESHOLD_BYTES``).
 
 - **oneDNN's primitive cache**: torch's bf16 passes (the encoder's big batches on CPUs with AMX
-  or AVX512-BF16) run oneDNN kernels, which oneDNN keeps, with their buffers, for up to 1,024
-  input shapes. Those long-lived blocks land between the passes' big activations, so the heap
-  cannot shrink past them: most of the bf16 encoder's per-shape memory was this cache and what
-  it pinned. ragd sets the cache to 16 kernels (the last two or three shapes), through the
-  environment variable oneDNN reads when torch first runs a kernel, so it must be set before.
+  or AVX512-BF16) run oneDNN kernels, and oneDNN keeps its last 1,024 kernels with their
+  buffers: a new set for every input shape. After the encoder had run each of its 158 grid
+  shapes, the process held 795 MB more, 197 MB of it still after a ``malloc_trim`` (which the
+  server calls every minute); keeping 16 kernels, it held 264 MB more, 120 MB after the trim, at
+  the same speed (``bench/encoder_memory.py --trim``, AVX512-BF16). ragd sets the size through the
+  environment variable oneDNN reads when torch first runs a kernel, so before that.
 
 A ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` or ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` in the
 environment (or the same malloc knob in ``GLIBC_TUNABLES``) is the operator's choice: the library
