@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    from ragd.api.heap import resident_bytes
+
+    return (resident_bytes() or 0) / 2**20
 
 
 def main() -> None:
@@ -50,9 +52,9 @@ def main() -> None:
         if r * t >= oe.BF16_MIN_TOKENS
     ]
     random.Random(0).shuffle(shapes)
-    malloc_env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_"))}
+    knobs = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_"))}
     base = rss_mb()
-    print(f"{len(shapes)} shapes, native bf16: {oe.native_bf16()}, {malloc_env or 'glibc defaults'}")
+    print(f"{len(shapes)} shapes, native bf16: {oe.native_bf16()}, {knobs or 'library defaults'}")
     print(f"start RSS {base:.0f} MB")
     for sweep in range(1, args.sweeps + 1):
         started = time.perf_counter()

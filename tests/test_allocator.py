@@ -69,18 +69,24 @@ print(json.dumps({"applied": applied, "mapped": mapped, "heaps": xml.count("<hea
 """
 
 
-def probe(settings: dict[str, int | None], env: dict[str, str] | None = None) -> dict[str, object]:
+def run_probe(script: str, settings: dict[str, int | None], env: dict[str, str] | None) -> list[str]:
+    """``script``'s output lines, run in a fresh interpreter with ``settings`` as its argument and
+    only ``env`` among the knobs under test."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(OWN_VARS)}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(settings)],
+        [sys.executable, "-c", script, json.dumps(settings)],
         env={**base, **(env or {})},
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=120,
     )
-    result: dict[str, object] = json.loads(done.stdout)
+    return done.stdout.splitlines()
+
+
+def probe(settings: dict[str, int | None], env: dict[str, str] | None = None) -> dict[str, object]:
+    result: dict[str, object] = json.loads(run_probe(PROBE, settings, env)[-1])
     return result
 
 
@@ -165,17 +171,7 @@ def onednn_probe(
     settings: dict[str, int | None], env: dict[str, str] | None = None
 ) -> tuple[dict[str, int], int]:
     """The knobs ``tune_allocator`` set, and how many kernels oneDNN took from its cache."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(OWN_VARS)}
-    done = subprocess.run(
-        [sys.executable, "-c", ONEDNN_PROBE, json.dumps(settings)],
-        env={**base, "ONEDNN_VERBOSE": "all", **(env or {})},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    lines = done.stdout.splitlines()
+    lines = run_probe(ONEDNN_PROBE, settings, {"ONEDNN_VERBOSE": "all", **(env or {})})
     applied: dict[str, int] = json.loads(lines[-1])["applied"]
     return applied, sum("create:cache_hit" in line for line in lines)
 
