@@ -18,7 +18,6 @@ from langgraph.runtime import Runtime
 from ragd.agents import prompts
 from ragd.agents.calculator import looks_like_arithmetic
 from ragd.agents.evidence import (
-    SENTENCE_STOP,
     SentenceScorer,
     bridge_queries,
     content_words,
@@ -44,6 +43,7 @@ from ragd.errors import BackendUnavailable, RagdError
 from ragd.guardrails.grounding import check_grounding
 from ragd.llm_serving.base import BadModelOutput, GenerationParams, Usage
 from ragd.llm_serving.tool_calls import call_tool
+from ragd.retrieval.sentences import SENTENCE_STOP
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         tops = {r[0]: r[2][0].point_id for r in results[1:] if r[2]}
         origins.update({name: [k for other, k in tops.items() if other != name] for name in tops})
     hop = fuse(results)
-    # Scoring sentences embeds them: off the event loop, which other requests share.
+    scorer.adopt(p.hit for p in hop)
+    # Scoring sentences may embed them: off the event loop, which other requests share.
     bridges = await asyncio.to_thread(bridge_queries, state["question"], hop[2:] if retry else hop, scorer)
     for name, origin in bridges:
         bridge = f"{state['question']} {name}"
@@ -220,6 +221,7 @@ async def grade(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     ctx = _ctx(runtime)
     scorer = SentenceScorer(ctx.embedder, ctx.sentence_vectors)
     candidates = linked_first(list(state.get("passages") or []), ctx.evidence_passages + 2, ctx.top_k)
+    scorer.adopt(p.hit for p in candidates)  # before the context guard may rewrite their text
     if ctx.screen is not None:
         candidates = await ctx.screen(candidates)  # the context guard, by policy
     else:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import islice
 
-from ragd.agents.evidence import content_words, split_sentences
+from ragd.agents.evidence import content_words
 from ragd.agents.state import Passage
-from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.llm_serving.base import Message
+from ragd.retrieval.sentences import REMOVED_MARKER, split_sentences
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered evidence. "

@@ -12,7 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragd.agents.evidence import STOPWORDS, content_words, question_entities, split_sentences, words
+from ragd.agents.evidence import STOPWORDS, content_words, question_entities, words
+from ragd.retrieval.sentences import split_sentences
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _YES_NO = {"yes", "no"}

@@ -18,8 +18,8 @@ from ragd.guardrails.injection_classifier import InjectionClassifier, segment_sp
 from ragd.guardrails.injection_rules import match_rules
 from ragd.guardrails.text_encoder import CachedEncoder
 from ragd.retrieval.base import SpanPoolingEmbedder
+from ragd.retrieval.sentences import REMOVED_MARKER as REMOVED_MARKER  # defined with the splitter
 
-REMOVED_MARKER = "[instruction-like text removed by ragd]"
 #: Chunks are long; score at most this many characters from each end.
 MAX_CHUNK_CHARS = 6000
 
@@ -32,6 +32,16 @@ class ChunkScore:
     flagged: bool
     rules: tuple[str, ...]
     sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SharedPass:
+    """What :meth:`InjectionScanner.embed_and_score` got from one encoder pass."""
+
+    vectors: npt.NDArray[np.float32]
+    scores: list[float]
+    #: Per text, one in-context vector per requested extra span (None: the embedder cannot pool).
+    extra: list[npt.NDArray[np.float32]] | None = None
 
 
 class InjectionScanner:
@@ -71,27 +81,39 @@ class InjectionScanner:
         return self._with_rules(clipped, scores)
 
     def embed_and_score(
-        self, texts: Sequence[str], embedder: object
-    ) -> tuple[npt.NDArray[np.float32], list[float]] | None:
+        self,
+        texts: Sequence[str],
+        embedder: object,
+        extra_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+    ) -> SharedPass | None:
         """``embedder``'s vectors of ``texts`` and their scores, sharing one encoder pass.
 
         Only when ``embedder`` is this scanner's own encoder model (ingestion's default: the
         packaged MiniLM at fp32): the whole-chunk vectors are then the index vectors, and an
         embedder that pools sentence spans in context (ONNX) also tells which sentences are worth
-        encoding on their own. None when the work cannot be shared (another model, int8, a chunk
-        long enough to be clipped): the caller embeds and calls :meth:`score_chunks`.
+        encoding on their own, and pools the caller's ``extra_spans`` (one list per text) from the
+        same pass. None when the work cannot be shared (another model, int8, a chunk long enough
+        to be clipped): the caller embeds and calls :meth:`score_chunks`.
         """
         if self.encoder.embedder is not embedder or any(len(t) > MAX_CHUNK_CHARS for t in texts):
             return None
         in_context: list[npt.NDArray[np.float32]] | None = None
+        extra: list[npt.NDArray[np.float32]] | None = None
         if isinstance(embedder, SpanPoolingEmbedder):
-            vectors, in_context = embedder.embed_with_spans(texts, [segment_spans(t) for t in texts])
+            own = [segment_spans(t) for t in texts]
+            asked = [list(s) for s in extra_spans] if extra_spans is not None else [[] for _ in texts]
+            vectors, pieces = embedder.embed_with_spans(
+                texts, [o + a for o, a in zip(own, asked, strict=True)]
+            )
+            in_context = [p[: len(o)] for p, o in zip(pieces, own, strict=True)]
+            if extra_spans is not None:
+                extra = [p[len(o) :] for p, o in zip(pieces, own, strict=True)]
         else:
             vectors = self.encoder.embedder.embed_documents(texts)
         scores = self.classifier.score_many(
             texts, self.encoder, floor=0.0, vectors=vectors, in_context=in_context
         )
-        return vectors, self._with_rules(texts, scores)
+        return SharedPass(vectors, self._with_rules(texts, scores), extra)
 
     @staticmethod
     def _with_rules(texts: Sequence[str], scores: list[float]) -> list[float]:

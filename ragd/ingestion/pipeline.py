@@ -33,11 +33,13 @@ from ragd.ingestion.job_queue import HandOff, JobContext, PermanentJobError, run
 from ragd.ingestion.parsers import ParseError, parse
 from ragd.ingestion.sniffing import ContainerLimits, FileKind, check_container
 from ragd.ingestion.staging import StagedRecords, StagingArea
-from ragd.retrieval.base import ChunkRecord, Embedder, SparseEncoder
+from ragd.retrieval.base import ChunkRecord, Embedder, SpanPoolingEmbedder, SparseEncoder
+from ragd.retrieval.sentences import PAYLOAD_KEY, sentence_payloads, spans_for
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from ragd.guardrails.context_guard import SharedPass
     from ragd.ingestion.blob_store import LocalBlobStore
     from ragd.retrieval.qdrant_index import QdrantIndex
 
@@ -68,21 +70,36 @@ class InjectionScorer(Protocol):
         ...
 
     def embed_and_score(
-        self, texts: Sequence[str], embedder: Embedder
-    ) -> tuple[npt.NDArray[np.float32], list[float]] | None:
-        """``embedder``'s vectors of ``texts`` with the scores, sharing the encoder work; None
-        when the scorer cannot share it (then ingestion embeds and calls :meth:`score_chunks`)."""
+        self,
+        texts: Sequence[str],
+        embedder: Embedder,
+        extra_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+    ) -> SharedPass | None:
+        """``embedder``'s vectors of ``texts`` with the scores (and the in-context vectors of
+        ``extra_spans`` when the embedder pools spans), sharing the encoder work; None when the
+        scorer cannot share it (then ingestion embeds and calls :meth:`score_chunks`)."""
         ...
 
 
 @dataclass
+class _Encoded:
+    """One encoder pass over chunk texts: index vectors, injection scores (None without a
+    scorer) and each chunk's sentence vectors for the payload (None where not pooled)."""
+
+    vectors: npt.NDArray[np.float32]
+    scores: list[float | None]
+    sentences: list[dict[str, str] | None]
+
+
+@dataclass
 class _Ahead:
-    """Work :meth:`IngestPipeline.run_batch` did ahead: chunks by job id, vectors and injection
-    scores by chunk text."""
+    """Work :meth:`IngestPipeline.run_batch` did ahead: chunks by job id, vectors, injection
+    scores and sentence vectors by chunk text."""
 
     chunks: dict[str, list[Chunk]] = field(default_factory=dict)
     vectors: dict[str, list[float]] = field(default_factory=dict)
     scores: dict[str, float | None] = field(default_factory=dict)
+    sentences: dict[str, dict[str, str] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,9 +204,10 @@ class IngestPipeline:
             try:
                 for start in range(0, len(texts), self.embed_batch):
                     block = texts[start : start + self.embed_batch]
-                    vectors, scores = self._embed_and_scan(block)
-                    self._ahead.vectors.update(zip(block, vectors.tolist(), strict=True))
-                    self._ahead.scores.update(zip(block, scores, strict=True))
+                    done = self._embed_and_scan(block)
+                    self._ahead.vectors.update(zip(block, done.vectors.tolist(), strict=True))
+                    self._ahead.scores.update(zip(block, done.scores, strict=True))
+                    self._ahead.sentences.update(zip(block, done.sentences, strict=True))
             except Exception:  # each job retries this work itself and records its own error
                 log.warning("batched embedding failed; the jobs embed one by one", exc_info=True)
             return [run_claimed_job(self.engine, job, self.handlers, worker_id, lease_s) for job in jobs]
@@ -198,15 +216,24 @@ class IngestPipeline:
                 self._ahead.chunks.pop(job.id, None)
             self._ahead.vectors.clear()
             self._ahead.scores.clear()
+            self._ahead.sentences.clear()
 
-    def _embed_and_scan(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], list[float | None]]:
-        """Index vectors and injection scores of ``texts`` (scores None without a scorer)."""
-        if self.scorer is None:
-            return self.embedder.embed_documents(texts), [None] * len(texts)
-        shared = self.scorer.embed_and_score(texts, self.embedder)
-        if shared is not None:
-            return shared[0], list(shared[1])
-        return self.embedder.embed_documents(texts), list(self.scorer.score_chunks(texts))
+    def _embed_and_scan(self, texts: list[str]) -> _Encoded:
+        """Index vectors, injection scores and sentence vectors of ``texts``, in one encoder
+        pass where the scanner shares it (the default)."""
+        spans = spans_for(texts)
+        if self.scorer is not None:
+            shared = self.scorer.embed_and_score(texts, self.embedder, spans)
+            if shared is not None:
+                sentences = sentence_payloads(self.embedder.name, shared.extra, len(texts))
+                return _Encoded(shared.vectors, list(shared.scores), sentences)
+            scores: list[float | None] = list(self.scorer.score_chunks(texts))
+        else:
+            scores = [None] * len(texts)
+        if isinstance(self.embedder, SpanPoolingEmbedder):
+            vectors, pieces = self.embedder.embed_with_spans(texts, spans)
+            return _Encoded(vectors, scores, sentence_payloads(self.embedder.name, pieces, len(texts)))
+        return _Encoded(self.embedder.embed_documents(texts), scores, [None] * len(texts))
 
     def _chunk(self, p: dict[str, Any]) -> list[Chunk]:
         data = self.blobs.get(p["blob_key"])
@@ -233,13 +260,15 @@ class IngestPipeline:
         ahead = [self._ahead.vectors.get(t) for t in texts]
         dense_rows: list[list[float]] = [v for v in ahead if v is not None]
         scores: list[float | None] = [self._ahead.scores.get(t) for t in texts]
+        sentences = [self._ahead.sentences.get(t) for t in texts]
         if len(dense_rows) != len(texts) or (self.scorer is not None and None in scores):
             ctx.progress("embedding", 0, len(chunks))
-            dense_rows, scores = [], []
+            dense_rows, scores, sentences = [], [], []
             for start in range(0, len(texts), self.embed_batch):
-                vectors, block_scores = self._embed_and_scan(texts[start : start + self.embed_batch])
-                dense_rows.extend(vectors.tolist())
-                scores.extend(block_scores)
+                done = self._embed_and_scan(texts[start : start + self.embed_batch])
+                dense_rows.extend(done.vectors.tolist())
+                scores.extend(done.scores)
+                sentences.extend(done.sentences)
                 ctx.progress("embedding", min(len(texts), start + self.embed_batch), len(chunks))
         now = time.time()
         records = [
@@ -247,15 +276,22 @@ class IngestPipeline:
                 point_id=point_id(p["document_id"], p["version"], c.index),
                 dense=dense_rows[i],
                 sparse=sparse[i],
-                payload=self._payload(p, c, scores[i], now),
+                payload=self._payload(p, c, scores[i], sentences[i], now),
             )
             for i, c in enumerate(chunks)
         ]
         return StagedRecords(records=records, acl=list(p.get("acl") or ["*"]))
 
-    def _payload(self, p: dict[str, Any], c: Chunk, score: float | None, now: float) -> dict[str, Any]:
+    def _payload(
+        self,
+        p: dict[str, Any],
+        c: Chunk,
+        score: float | None,
+        sentences: dict[str, str] | None,
+        now: float,
+    ) -> dict[str, Any]:
         flagged = score is not None and self.scorer is not None and score >= self.scorer.threshold
-        return {
+        payload = {
             "tenant": p["tenant"],
             "collection_id": p["collection_id"],
             "document_id": p["document_id"],
@@ -272,6 +308,9 @@ class IngestPipeline:
             "metadata": p.get("metadata") or {},
             "created_at": now,
         }
+        if sentences is not None:
+            payload[PAYLOAD_KEY] = sentences  # the agent's evidence scoring reads these
+        return payload
 
     def _write(self, ctx: JobContext, staged: StagedRecords) -> None:
         """Upsert (unpublished), then publish + retire, then mark the version ready."""

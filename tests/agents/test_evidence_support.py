@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from ragd.agents.evidence import bridge_queries, entities, question_entities, split_sentences
+from ragd.agents.evidence import bridge_queries, entities, question_entities
 from ragd.agents.prompts import extractive_answer, quoted_answer
 from ragd.agents.state import Passage
 from ragd.agents.support import check_answer, cited_numbers, strip_citations, supporting_passages
-from ragd.guardrails.context_guard import REMOVED_MARKER
 from ragd.retrieval.base import SearchHit
+from ragd.retrieval.sentences import REMOVED_MARKER, split_sentences
 
 
 def _passage(key: str, title: str, text: str) -> Passage:

@@ -76,7 +76,7 @@ def test_ingestion_shares_the_index_pass_with_the_same_verdicts(guard_service: G
     texts = [POISONED, CLEAN, SUBTLE, BURIED]
     shared = scanner.embed_and_score(texts, embedder)
     assert shared is not None
-    vectors, scores = shared
+    vectors, scores = shared.vectors, shared.scores
     # The vectors are the embedder's own (they go into the index) ...
     assert np.allclose(vectors, embedder.embed_documents(texts), atol=1e-5)
     # ... and the verdicts are those of the full sentence-by-sentence scan.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -355,9 +356,66 @@ def test_reembed_job_runs_on_the_index_owners_queue(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert job is not None and job.status == JobStatus.ready, job and job.error
-        target = build_index(settings, client, build_embedder(settings, engine, model=target_model))
+        new = build_embedder(settings, engine, model=target_model)
+        target = build_index(settings, client, new)
         assert target.count(SearchFilter(tenant=TENANT, collection_ids=[cid], subjects=["*"])) >= 1
+        # The agent's sentence vectors moved with the chunks, made by the new model.
+        points, _ = client.scroll(target.name, limit=10, with_payload=True)
+        stored = [(p.payload or {}).get("sentence_vectors") for p in points]
+        assert stored and all(
+            v is not None and v["model"] == new.name != settings.embedding.model for v in stored
+        )
     finally:
         queue.stop()
         client.close()
         engine.dispose()
+
+
+def test_chunks_carry_sentence_vectors_that_spare_the_agent_an_encoder_pass(world: World) -> None:
+    from ragd.agents.evidence import SentenceScorer
+    from ragd.retrieval.sentences import PAYLOAD_KEY, sentence_spans, split_sentences, stored_sentence_vectors
+
+    text = (
+        "Kiss and Tell is a 1945 American comedy film.  It stars Shirley Temple as Corliss Archer.\n"
+        "The film was a box-office hit."
+    )
+    out = upload(world, "film.txt", text.encode())
+    wait(world, [out.job_id or ""])
+    embedder = world.pipeline.embedder
+    assert world.pipeline.index is not None
+    flt = SearchFilter(
+        tenant=TENANT, collection_ids=[world.collection_id], document_ids=[out.document_id or ""]
+    )
+    (hit,) = world.pipeline.index.query(
+        flt, mode="dense", limit=5, dense=embedder.embed_query("film").tolist()
+    )
+    stored = stored_sentence_vectors(hit.text, hit.payload, embedder.name, embedder.dim)
+    assert list(stored) == split_sentences(hit.text) and len(stored) == 3
+    # They are the in-context vectors of the index pass (int8 in the payload).
+    _, (pooled,) = embedder.embed_with_spans([hit.text], [sentence_spans(hit.text) or []])  # type: ignore[attr-defined]
+    assert all(float(v @ p) > 0.999 for v, p in zip(stored.values(), pooled, strict=True))
+
+    class Counting:
+        """The real embedder, counting the passages it is asked to encode."""
+
+        def __init__(self) -> None:
+            self.encoded = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(embedder, name)
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            self.encoded += len(texts)
+            return embedder.embed_documents(texts)
+
+    counting = Counting()
+    scorer = SentenceScorer(counting)  # type: ignore[arg-type]
+    scorer.adopt([hit])
+    sentences = list(stored)
+    scores = scorer.score("Who played Corliss Archer?", sentences)
+    assert counting.encoded == 0
+    assert sentences[int(np.argmax(scores))].startswith("It stars Shirley Temple")
+    # A chunk indexed without them (an older version of ragd) is encoded as before.
+    bare = SentenceScorer(counting)  # type: ignore[arg-type]
+    bare.adopt([replace(hit, payload={k: v for k, v in hit.payload.items() if k != PAYLOAD_KEY})])
+    assert bare.score("Who played Corliss Archer?", sentences) and counting.encoded == 3
