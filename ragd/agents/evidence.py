@@ -184,7 +184,7 @@ class SentenceScorer:
     waits for the shared encoder, so a turn embeds each text once. The sentences of a chunk come
     with in-context vectors that ingestion stored (:meth:`adopt`); only a sentence without one
     (an older chunk, a passage the context guard rewrote) is encoded here. On dev100 (two runs
-    each, 2 cores) retrieving and grading took 55 instead of 274-327 ms a question (median),
+    each, 2 cores) retrieving and grading took 55-66 instead of 274-327 ms a question (median),
     and context_recall went from 0.775 to 0.795.
     """
 
