@@ -183,8 +183,8 @@ class SentenceScorer:
     top passages are scored both for the second hop and for the evidence, and each encoder pass
     waits for the shared encoder, so a turn embeds each text once. The sentences of a chunk come
     with in-context vectors that ingestion stored (:meth:`adopt`); only a sentence without one
-    (an older chunk, a passage the context guard rewrote) is encoded here. On dev100 (two runs
-    each, 2 cores) retrieving and grading took 55-66 instead of 274-327 ms a question (median),
+    (an older chunk, a passage the context guard rewrote) is encoded here. On dev100 (three runs
+    each, 2 cores) retrieving and grading took 55-67 instead of 274-327 ms a question (median),
     and context_recall went from 0.775 to 0.795.
     """
 
