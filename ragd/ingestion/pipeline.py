@@ -33,8 +33,8 @@ from ragd.ingestion.job_queue import HandOff, JobContext, PermanentJobError, run
 from ragd.ingestion.parsers import ParseError, parse
 from ragd.ingestion.sniffing import ContainerLimits, FileKind, check_container
 from ragd.ingestion.staging import StagedRecords, StagingArea
-from ragd.retrieval.base import ChunkRecord, Embedder, SpanPoolingEmbedder, SparseEncoder
-from ragd.retrieval.sentences import PAYLOAD_KEY, sentence_payloads, spans_for
+from ragd.retrieval.base import ChunkRecord, Embedder, SparseEncoder
+from ragd.retrieval.sentences import PAYLOAD_KEY, embed_with_sentences, sentence_payloads, spans_for
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -221,19 +221,16 @@ class IngestPipeline:
     def _embed_and_scan(self, texts: list[str]) -> _Encoded:
         """Index vectors, injection scores and sentence vectors of ``texts``, in one encoder
         pass where the scanner shares it (the default)."""
-        spans = spans_for(texts)
         if self.scorer is not None:
-            shared = self.scorer.embed_and_score(texts, self.embedder, spans)
+            shared = self.scorer.embed_and_score(texts, self.embedder, spans_for(texts))
             if shared is not None:
                 sentences = sentence_payloads(self.embedder.name, shared.extra, len(texts))
                 return _Encoded(shared.vectors, list(shared.scores), sentences)
             scores: list[float | None] = list(self.scorer.score_chunks(texts))
         else:
             scores = [None] * len(texts)
-        if isinstance(self.embedder, SpanPoolingEmbedder):
-            vectors, pieces = self.embedder.embed_with_spans(texts, spans)
-            return _Encoded(vectors, scores, sentence_payloads(self.embedder.name, pieces, len(texts)))
-        return _Encoded(self.embedder.embed_documents(texts), scores, [None] * len(texts))
+        vectors, sentences = embed_with_sentences(self.embedder, texts)
+        return _Encoded(vectors, scores, sentences)
 
     def _chunk(self, p: dict[str, Any]) -> list[Chunk]:
         data = self.blobs.get(p["blob_key"])

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ragd.retrieval.base import ChunkRecord, Embedder, SpanPoolingEmbedder, SparseVector
+from ragd.retrieval.base import ChunkRecord, Embedder, SparseVector
 from ragd.retrieval.qdrant_index import SPARSE, QdrantIndex
 from ragd.retrieval.sentences import PAYLOAD_KEY as SENTENCE_KEY
-from ragd.retrieval.sentences import sentence_payloads, spans_for
+from ragd.retrieval.sentences import embed_with_sentences
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -66,12 +66,8 @@ def reembed_collection(
         if points:
             payloads = [dict(p.payload or {}) for p in points]
             texts = [str(p.get("text", "")) for p in payloads]
-            if isinstance(embedder, SpanPoolingEmbedder):
-                # The agent's sentence vectors come from the same pass, in the new model's space.
-                dense, pieces = embedder.embed_with_spans(texts, spans_for(texts))
-            else:
-                dense, pieces = embedder.embed_documents(texts), None
-            sentences = sentence_payloads(embedder.name, pieces, len(texts))
+            # The agent's sentence vectors come from the same pass, in the new model's space.
+            dense, sentences = embed_with_sentences(embedder, texts)
             for payload, stored in zip(payloads, sentences, strict=True):
                 payload.pop(SENTENCE_KEY, None)  # the old model's vectors are stale
                 if stored is not None:

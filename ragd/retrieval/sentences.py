@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ragd.retrieval.base import Embedder, SpanPoolingEmbedder
+
 #: What the context guard leaves where it removed an instruction-like sentence.
 REMOVED_MARKER = "[instruction-like text removed by ragd]"
 
@@ -132,3 +134,14 @@ def stored_sentence_vectors(
 def spans_for(texts: Sequence[str]) -> list[list[tuple[int, int]]]:
     """:func:`sentence_spans` of each text (an empty list where they cannot be located)."""
     return [sentence_spans(t) or [] for t in texts]
+
+
+def embed_with_sentences(
+    embedder: Embedder, texts: Sequence[str]
+) -> tuple[npt.NDArray[np.float32], list[dict[str, str] | None]]:
+    """``embedder``'s vectors of ``texts`` and, from the same pass, each text's
+    :data:`PAYLOAD_KEY` value (all None when the embedder cannot pool spans)."""
+    if not isinstance(embedder, SpanPoolingEmbedder):
+        return embedder.embed_documents(texts), [None] * len(texts)
+    vectors, pieces = embedder.embed_with_spans(texts, spans_for(texts))
+    return vectors, sentence_payloads(embedder.name, pieces, len(texts))
